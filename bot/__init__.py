@@ -1,0 +1,3 @@
+"""Tandem: a socialbot and story co-writing assistant."""
+
+__version__ = "0.1.0"

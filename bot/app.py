@@ -1,0 +1,129 @@
+"""Composition root: builds settings' parts, storage, annotators, skills, graphs and the dispatcher."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.core.annotations import Annotator
+from bot.core.messages import Incoming
+from bot.dispatch.dispatcher import Dispatcher
+from bot.dispatch.registry import SkillRegistry
+from bot.dispatch.stream import TurnStream
+from bot.models.base import LanguageModel
+from bot.nlu.catalogue import IntentCatalogue
+from bot.nlu.rules import RuleAnnotator
+from bot.settings import Settings
+from bot.storage.conversations import ConversationRepo
+from bot.storage.database import Database
+from bot.storage.feedback import FeedbackRepo
+from bot.storage.stories import StoryRepo
+from bot.story.service import StoryService
+from skills.fallback import FallbackSkill
+from skills.feedback import FeedbackSkill
+from skills.help import HelpSkill
+from skills.smalltalk import SmallTalkSkill
+from skills.story import StorySkill
+
+log = logging.getLogger(__name__)
+
+HandleTurn = Callable[[Incoming], TurnStream]
+
+
+@dataclass
+class Tandem:
+    """Everything a running bot is made of; channels get only `handle_turn`."""
+
+    settings: Settings
+    db: Database
+    conversations: ConversationRepo
+    feedback: FeedbackRepo
+    catalogue: IntentCatalogue
+    skills: SkillRegistry
+    dispatcher: Dispatcher
+    annotators: list[Annotator] = field(default_factory=list)
+    # The generative model of the story and small-talk skills (loaded on first use).
+    language_model: LanguageModel | None = None
+    stories: StoryService | None = None
+
+    @property
+    def handle_turn(self) -> HandleTurn:
+        return self.dispatcher.handle_turn
+
+    async def close(self) -> None:
+        for skill in self.skills:
+            await skill.close()
+        if self.language_model is not None:
+            await self.language_model.close()
+        for annotator in self.annotators:
+            close = getattr(annotator, "close", None)
+            if close is not None:
+                await close()
+        await self.db.close()
+
+
+def build_language_model(settings: Settings) -> LanguageModel:
+    """The configured generative model, built and loaded on its first request, so a bot whose
+    model is not installed still starts, and says so when a story is asked for."""
+    from bot.models.runtime import build_language_model as build_model
+    from bot.story.lazy_model import LazyLanguageModel
+
+    return LazyLanguageModel(
+        lambda: build_model(settings.lm, Path(settings.data_dir), progress=False),
+        name=settings.lm.model, context_window=settings.lm.context_window or 2048,
+    )
+
+
+def build_skills(settings: Settings, feedback: FeedbackRepo, *, stories: StoryRepo | None = None,
+                 language_model: LanguageModel | None = None) -> SkillRegistry:
+    """Register the shipped skills; a bot author adds theirs here (see docs/architecture.md)."""
+    tables = settings.skills
+    registry = SkillRegistry()
+    registry.register(SkillRegistry.configure(HelpSkill, tables))
+    registry.register(SkillRegistry.configure(FeedbackSkill, tables, store=feedback))
+    registry.register(SkillRegistry.configure(StorySkill, tables, repo=stories, model=language_model))
+    registry.register(SkillRegistry.configure(SmallTalkSkill, tables, model=language_model))
+    registry.register(SkillRegistry.configure(FallbackSkill, tables))
+    return registry
+
+
+def load_graphs(settings: Settings, catalogue: IntentCatalogue, skills: SkillRegistry):
+    """Load and validate every dialog graph; any error stops start-up naming file and node."""
+    from bot.dialog.engine import GraphEngine
+    from bot.dialog.flows import FlowRegistry
+
+    registry = FlowRegistry.load(
+        Path(settings.graphs_dir), known_intents=set(catalogue.names), known_skills=skills.names
+    )
+    return GraphEngine(registry)
+
+
+async def build_app(settings: Settings, *, migrate: bool = True,
+                    language_model: LanguageModel | None = None) -> Tandem:
+    """Build a running Tandem from settings: strict, so a bad file or value stops here.
+    `language_model` replaces the configured one (tests pass a FakeLanguageModel)."""
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    catalogue = IntentCatalogue.load(Path(settings.intents_dir))
+    db = Database(settings.resolved_database_url)
+    try:
+        if migrate:
+            await db.migrate()
+        conversations = ConversationRepo(db)
+        feedback = FeedbackRepo(db)
+        language_model = language_model or build_language_model(settings)
+        skills = build_skills(settings, feedback, stories=StoryRepo(db), language_model=language_model)
+        skills.check_intents(catalogue.names)
+        graphs = load_graphs(settings, catalogue, skills)
+        annotators: list[Annotator] = [RuleAnnotator(catalogue)]
+        dispatcher = Dispatcher(
+            conversations, skills, annotators, graphs, settings.dispatcher, settings.nlu.intent_threshold
+        )
+    except BaseException:
+        await db.close()
+        raise
+    log.info("tandem ready: %d skills, %d intents", len(skills.names), len(catalogue))
+    story_skill = skills.get(StorySkill.name)
+    return Tandem(settings, db, conversations, feedback, catalogue, skills, dispatcher, annotators,
+                  language_model, getattr(story_skill, "service", None))

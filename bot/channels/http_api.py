@@ -1,0 +1,173 @@
+"""The JSON HTTP API channel: conversations, messages (optionally streamed as SSE), thumbs and ratings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from bot.core.errors import InputError, NotFound
+from bot.core.messages import Incoming, Reply
+from bot.core.text import clean_user_text
+from bot.channels.services import SERVICES, Services
+
+log = logging.getLogger(__name__)
+CHANNEL = "api"
+
+
+def reply_json(reply: Reply) -> dict[str, Any]:
+    return {
+        "conversation_id": reply.conversation_id, "message_id": reply.message_id,
+        "user_message_id": reply.user_message_id, "text": reply.text, "skill": reply.skill,
+        "intent": reply.intent, "confidence": reply.confidence, "suggestions": list(reply.suggestions),
+        "status": reply.status, "data": reply.data,
+    }
+
+
+def json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        raise web.HTTPBadRequest(reason="invalid JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="the body must be a JSON object")
+    return body
+
+
+async def authenticated_user(request: web.Request) -> int:
+    """The user behind the request's bearer token; 401 without a valid one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise web.HTTPUnauthorized(reason="missing session token (Authorization: Bearer TOKEN)")
+    user_id = await request.app[SERVICES].conversations.user_by_token(token.strip())
+    if user_id is None:
+        raise web.HTTPUnauthorized(reason="unknown session token")
+    return user_id
+
+
+async def owned_conversation(request: web.Request) -> tuple[int, str]:
+    user_id = await authenticated_user(request)
+    conversation_id = request.match_info["conversation_id"]
+    try:
+        await request.app[SERVICES].conversations.require_owner(conversation_id, user_id)
+    except NotFound:
+        raise web.HTTPNotFound(reason="no such conversation") from None
+    return user_id, conversation_id
+
+
+async def open_conversation(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    if request.can_read_body:
+        await read_json(request)  # no fields yet, but a malformed body is still an error
+    token = None
+    if request.headers.get("Authorization"):
+        user_id = await authenticated_user(request)
+    else:
+        user_id, token = await services.conversations.create_token_user(CHANNEL)
+    conversation_id = await services.conversations.open_conversation(user_id, CHANNEL)
+    payload: dict[str, Any] = {"conversation_id": conversation_id}
+    if token is not None:
+        payload["token"] = token
+    return web.json_response(payload, status=201)
+
+
+async def list_conversations(request: web.Request) -> web.Response:
+    user_id = await authenticated_user(request)
+    conversations = await request.app[SERVICES].conversations.list_conversations(user_id)
+    return web.json_response({"conversations": conversations})
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    _, conversation_id = await owned_conversation(request)
+    messages = await request.app[SERVICES].conversations.messages(conversation_id)
+    return web.json_response({"messages": [
+        {"id": m.id, "parent_id": m.parent_id, "author": m.author, "text": m.text, "skill": m.skill,
+         "intent": m.intent, "status": m.status, "created_at": m.created_at.isoformat()}
+        for m in messages
+    ]})
+
+
+async def post_message(request: web.Request) -> web.StreamResponse:
+    user_id, conversation_id = await owned_conversation(request)
+    services: Services = request.app[SERVICES]
+    body = await read_json(request)
+    try:
+        text = clean_user_text(body.get("text"), services.settings.dispatcher.max_text_chars)
+    except InputError as exc:
+        raise web.HTTPBadRequest(reason=str(exc)) from None
+    incoming = Incoming(CHANNEL, str(user_id), text, conversation_id=conversation_id,
+                        language=_language(body))
+    stream = services.handle_turn(incoming)
+    if "text/event-stream" not in request.headers.get("Accept", "") and request.query.get("stream") != "1":
+        return web.json_response(reply_json(await stream.reply()))
+    return await _stream_sse(request, stream)
+
+
+async def _stream_sse(request: web.Request, stream) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    try:
+        async for piece in stream:
+            await response.write(f"event: delta\ndata: {json.dumps({'text': piece})}\n\n".encode())
+        reply = await stream.reply()
+        await response.write(f"event: reply\ndata: {json.dumps(reply_json(reply))}\n\n".encode())
+    except ConnectionResetError:
+        # The client left; the turn goes on and is stored all the same.
+        log.info("sse client left conversation=%s", stream.conversation_id)
+    return response
+
+
+async def post_thumb(request: web.Request) -> web.Response:
+    user_id = await authenticated_user(request)
+    try:
+        message_id = int(request.match_info["message_id"])
+    except ValueError:
+        raise web.HTTPNotFound(reason="no such message") from None
+    body = await read_json(request)
+    thumb = body.get("thumb")
+    if thumb not in ("up", "down"):
+        raise web.HTTPBadRequest(reason='`thumb` must be "up" or "down"')
+    try:
+        feedback_id = await request.app[SERVICES].feedback.add_thumb(message_id, user_id, thumb == "up", CHANNEL)
+    except NotFound:
+        raise web.HTTPNotFound(reason="no such message") from None
+    except InputError as exc:
+        raise web.HTTPBadRequest(reason=str(exc)) from None
+    return web.json_response({"feedback_id": feedback_id}, status=201)
+
+
+async def post_rating(request: web.Request) -> web.Response:
+    user_id, conversation_id = await owned_conversation(request)
+    body = await read_json(request)
+    rating, comment = body.get("rating"), body.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise web.HTTPBadRequest(reason="`comment` must be a string")
+    try:
+        feedback_id = await request.app[SERVICES].feedback.add_rating(
+            conversation_id, user_id, rating, comment, CHANNEL
+        )
+    except InputError as exc:
+        raise web.HTTPBadRequest(reason=str(exc)) from None
+    return web.json_response({"feedback_id": feedback_id}, status=201)
+
+
+def _language(body: dict[str, Any]) -> str | None:
+    language = body.get("language")
+    return language if language in ("en", "ru") else None
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/conversations", open_conversation)
+    app.router.add_get("/api/conversations", list_conversations)
+    app.router.add_get("/api/conversations/{conversation_id}/messages", list_messages)
+    app.router.add_post("/api/conversations/{conversation_id}/messages", post_message)
+    app.router.add_post("/api/conversations/{conversation_id}/rating", post_rating)
+    app.router.add_post("/api/messages/{message_id}/feedback", post_thumb)

@@ -1,0 +1,332 @@
+"""The story endpoints of the HTTP API (for the web widget, Telegram buttons and other clients),
+with Server-Sent Events streaming of passages as they are generated."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from bot.channels.http_api import authenticated_user, json_error, read_json
+from bot.channels.services import SERVICES
+from bot.core.errors import InputError, ModelUnavailable, NotFound
+from bot.story.service import StoryService
+from bot.story.tree import CandidateDone, GenerationDone, PassageDelta, passage_json
+
+log = logging.getLogger(__name__)
+
+
+@web.middleware
+async def story_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Service errors as JSON: bad input 400 (the message is meant for the user), unknown or
+    foreign story 404, no model 503."""
+    if not request.path.startswith("/api/stories"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except InputError as exc:
+        return json_error(400, "invalid", str(exc))
+    except NotFound:
+        return json_error(404, "not_found", "no such story")
+    except ModelUnavailable:
+        return json_error(503, "model_unavailable", "The language model is not available right now.")
+
+
+def _service(request: web.Request) -> StoryService:
+    service = request.app[SERVICES].stories
+    if service is None:
+        raise web.HTTPServiceUnavailable(reason="story writing is not configured")
+    return service
+
+
+async def _story(request: web.Request) -> tuple[StoryService, int, int]:
+    user_id = await authenticated_user(request)
+    try:
+        story_id = int(request.match_info["story_id"])
+    except ValueError:
+        raise NotFound(request.match_info["story_id"]) from None
+    return _service(request), user_id, story_id
+
+
+def _int(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InputError(f"`{key}` must be a whole number.")
+    return value
+
+
+def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"`{key}` must be a string.")
+    return value
+
+
+def _wants_stream(request: web.Request) -> bool:
+    return "text/event-stream" in request.headers.get("Accept", "") or request.query.get("stream") == "1"
+
+
+# --- stories ------------------------------------------------------------------------
+
+async def list_stories(request: web.Request) -> web.Response:
+    user_id = await authenticated_user(request)
+    return web.json_response({"stories": await _service(request).list_stories(user_id)})
+
+
+async def start_story(request: web.Request) -> web.Response:
+    user_id = await authenticated_user(request)
+    body = await read_json(request)
+    fields = {key: _text(body, key, required=False) for key in ("title", "genre", "premise", "style", "text")}
+    settings = body.get("settings")
+    if settings is not None and not isinstance(settings, dict):
+        raise InputError("`settings` must be an object.")
+    view = await _service(request).start(user_id, language=body.get("language") or "en", settings=settings,
+                                         **fields)
+    return web.json_response({"story": view.to_json()}, status=201)
+
+
+async def import_story(request: web.Request) -> web.Response:
+    user_id = await authenticated_user(request)
+    view = await _service(request).import_(user_id, await read_json(request))
+    return web.json_response({"story": view.to_json()}, status=201)
+
+
+async def get_story(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    return web.json_response({"story": (await service.view(user_id, story_id)).to_json()})
+
+
+async def patch_story(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request)
+    unknown = set(body) - {"title", "memory", "author_note", "genre", "premise", "style"}
+    if unknown:
+        raise InputError(f"Unknown field {sorted(unknown)[0]!r}.")
+    await service.repo.get_story(user_id, story_id)  # 404 before anything changes
+    if "title" in body:
+        await service.rename(user_id, story_id, _text(body, "title"))
+    if "memory" in body:
+        await service.set_memory(user_id, story_id, _text(body, "memory"))
+    if "author_note" in body:
+        await service.set_author_note(user_id, story_id, _text(body, "author_note"))
+    meta = {k: (_text(body, k) or None) for k in ("genre", "premise", "style") if k in body}
+    if meta:
+        await service.repo.update_story(user_id, story_id, **meta)
+    return web.json_response({"story": (await service.view(user_id, story_id)).to_json()})
+
+
+async def delete_story(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    story = await service.repo.get_story(user_id, story_id)
+    if request.query.get("confirm") != "true":
+        return json_error(409, "confirmation_required",
+                          f'Deleting "{story.title}" cannot be undone; repeat with ?confirm=true.')
+    await service.delete(user_id, story_id)
+    return web.Response(status=204)
+
+
+async def get_tree(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    return web.json_response({"passages": await service.tree(user_id, story_id)})
+
+
+# --- writing ------------------------------------------------------------------------
+
+async def write_passage(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request)
+    view = await service.write(user_id, story_id, _text(body, "text"))
+    return web.json_response({"story": view.to_json()}, status=201)
+
+
+async def continue_story(request: web.Request) -> web.StreamResponse:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request) if request.can_read_body else {}
+    events = service.continue_(user_id, story_id, text=_text(body, "text", required=False),
+                               candidates=_int(body, "candidates"))
+    return await _respond_generation(request, events)
+
+
+async def retry_story(request: web.Request) -> web.StreamResponse:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request) if request.can_read_body else {}
+    return await _respond_generation(request, service.retry(user_id, story_id, candidates=_int(body, "candidates")))
+
+
+async def _respond_generation(request: web.Request, events: AsyncIterator[Any]) -> web.StreamResponse:
+    """JSON of the finished generation, or SSE: `delta` pieces, a `candidate` as each is stored,
+    then `done` with the story. Bad input fails before the stream opens (400/404)."""
+    first = await anext(events)  # raises InputError/NotFound while a plain error answer is still possible
+    if not _wants_stream(request):
+        done = first
+        async for event in events:
+            done = event
+        assert isinstance(done, GenerationDone)
+        return web.json_response(done.to_json())
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    event: Any = first
+    while True:
+        await response.write(_sse(event))
+        try:
+            event = await anext(events)
+        except StopAsyncIteration:
+            break
+    return response
+
+
+def _sse(event: Any) -> bytes:
+    if isinstance(event, PassageDelta):
+        name, data = "delta", {"candidate": event.candidate, "text": event.text}
+    elif isinstance(event, CandidateDone):
+        name, data = "candidate", {"candidate": event.candidate, "error": event.error,
+                                   "passage": passage_json(event.passage) if event.passage else None}
+    else:
+        name, data = "done", event.to_json()
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def choose(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request)
+    number, passage_id = _int(body, "candidate"), _int(body, "passage_id")
+    if number is None and passage_id is None:
+        raise InputError("Give `candidate` (1, 2, ...) or `passage_id`.")
+    view = await service.choose(user_id, story_id, number=number, passage_id=passage_id)
+    return web.json_response({"story": view.to_json()})
+
+
+async def undo(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    return web.json_response({"story": (await service.undo(user_id, story_id)).to_json()})
+
+
+async def redo(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    return web.json_response({"story": (await service.redo(user_id, story_id)).to_json()})
+
+
+async def edit(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request)
+    view = await service.edit(user_id, story_id, _text(body, "text"), number=_int(body, "number"),
+                              passage_id=_int(body, "passage_id"))
+    return web.json_response({"story": view.to_json()})
+
+
+async def branch(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request)
+    number, passage_id = _int(body, "number"), _int(body, "passage_id")
+    if number is None and passage_id is None:
+        raise InputError("Give `number` (a passage of the current story, 0 = before the first) or `passage_id`.")
+    view = await service.branch(user_id, story_id, number=number, passage_id=passage_id)
+    return web.json_response({"story": view.to_json()})
+
+
+# --- export, settings, lore, characters -------------------------------------------------------
+
+async def export(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    name, content_type, content = await service.export(user_id, story_id, request.query.get("format", "md"))
+    return web.Response(text=content, content_type=content_type, charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    story = await service.repo.get_story(user_id, story_id)
+    return web.json_response({"settings": service.settings_of(story).model_dump()})
+
+
+async def patch_settings(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    settings = await service.update_settings(user_id, story_id, await read_json(request))
+    return web.json_response({"settings": settings.model_dump()})
+
+
+async def list_lore(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    entries = await service.lore(user_id, story_id)
+    return web.json_response({"lore": [{"id": e.id, "keys": list(e.keys), "text": e.text} for e in entries]})
+
+
+async def add_lore(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request)
+    keys = body.get("keys")
+    if isinstance(keys, str):
+        keys = keys.split(",")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise InputError("`keys` must be a list of keywords.")
+    entry = await service.set_lore(user_id, story_id, keys, _text(body, "text"))
+    return web.json_response({"id": entry.id, "keys": list(entry.keys), "text": entry.text}, status=201)
+
+
+async def remove_lore(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    try:
+        lore_id = int(request.match_info["lore_id"])
+    except ValueError:
+        raise NotFound("lore") from None
+    await service.remove_lore(user_id, story_id, lore_id)
+    return web.Response(status=204)
+
+
+async def character(request: web.Request) -> web.StreamResponse:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request)
+    history = body.get("history") or []
+    if not isinstance(history, list) or not all(
+        isinstance(h, list) and len(h) == 2 and all(isinstance(x, str) for x in h) for h in history
+    ):
+        raise InputError("`history` must be a list of [question, answer] pairs.")
+    name = _text(body, "name")
+    pieces = service.character(user_id, story_id, name, _text(body, "question"), [tuple(h) for h in history])
+    first = await anext(pieces, "")
+    if not _wants_stream(request):
+        answer = first + "".join([piece async for piece in pieces])
+        return web.json_response({"name": name, "answer": answer.strip()})
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    answer = first
+    await response.write(f"event: delta\ndata: {json.dumps({'text': first})}\n\n".encode())
+    async for piece in pieces:
+        answer += piece
+        await response.write(f"event: delta\ndata: {json.dumps({'text': piece})}\n\n".encode())
+    await response.write(f"event: done\ndata: {json.dumps({'name': name, 'answer': answer.strip()})}\n\n".encode())
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.middlewares.append(story_errors)
+    r = app.router
+    r.add_get("/api/stories", list_stories)
+    r.add_post("/api/stories", start_story)
+    r.add_post("/api/stories/import", import_story)
+    r.add_get("/api/stories/{story_id}", get_story)
+    r.add_patch("/api/stories/{story_id}", patch_story)
+    r.add_delete("/api/stories/{story_id}", delete_story)
+    r.add_get("/api/stories/{story_id}/tree", get_tree)
+    r.add_post("/api/stories/{story_id}/passages", write_passage)
+    r.add_post("/api/stories/{story_id}/continue", continue_story)
+    r.add_post("/api/stories/{story_id}/retry", retry_story)
+    r.add_post("/api/stories/{story_id}/choose", choose)
+    r.add_post("/api/stories/{story_id}/undo", undo)
+    r.add_post("/api/stories/{story_id}/redo", redo)
+    r.add_post("/api/stories/{story_id}/edit", edit)
+    r.add_post("/api/stories/{story_id}/branch", branch)
+    r.add_get("/api/stories/{story_id}/export", export)
+    r.add_get("/api/stories/{story_id}/settings", get_settings)
+    r.add_patch("/api/stories/{story_id}/settings", patch_settings)
+    r.add_get("/api/stories/{story_id}/lore", list_lore)
+    r.add_post("/api/stories/{story_id}/lore", add_lore)
+    r.add_delete("/api/stories/{story_id}/lore/{lore_id}", remove_lore)
+    r.add_post("/api/stories/{story_id}/character", character)

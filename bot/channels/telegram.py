@@ -1,0 +1,548 @@
+"""TelegramChannel: python-telegram-bot v22 as a thin adapter over handle_turn, by long polling or webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from telegram import (
+    BotCommand, CallbackQuery, Chat, InlineKeyboardMarkup, InputFile, Message, Update, User,
+)
+from telegram.constants import ChatType, MessageEntityType
+from telegram.error import InvalidToken, TelegramError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from bot.channels import telegram_keyboards as kb
+from bot.channels.services import Services
+from bot.channels.telegram_config import TelegramConfig
+from bot.channels.telegram_delivery import Delivery
+from bot.core.errors import ConfigError, InputError, NotFound
+from bot.core.messages import Incoming, Reply
+from bot.storage.channel_state import ChannelStateRepo
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+COMMANDS = [
+    ("start", "Say hello"),
+    ("help", "What I can do"),
+    ("story", "Start a new story"),
+    ("continue", "Let me write the next passage"),
+    ("retry", "Rewrite the last passage"),
+    ("undo", "Take back the last passage"),
+    ("redo", "Bring back what you undid"),
+    ("choose", "Pick a candidate passage: /choose 2"),
+    ("export", "Get the story as a file: /export md, txt or json"),
+    ("rate", "Rate our conversation from 1 to 5"),
+    ("feedback", "Tell us what you think"),
+    ("reset", "Start over"),
+    ("language", "Talk in English or Russian"),
+    ("deletemydata", "Delete everything I keep about you"),
+]
+# What a story button says to the story skill, as if the user had typed it.
+STORY_COMMANDS = {kb.STORY_CHOOSE: "/choose {}", kb.STORY_RETRY: "/retry", kb.STORY_UNDO: "/undo"}
+_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_CONTENT_KINDS = {
+    "sticker": ("stickers", "стикеры"), "photo": ("photos", "фото"), "voice": ("voice messages", "голосовые"),
+    "audio": ("audio", "аудио"), "video": ("videos", "видео"), "video_note": ("video messages", "видеосообщения"),
+    "animation": ("GIFs", "гифки"), "document": ("files", "файлы"), "location": ("locations", "геопозиции"),
+    "venue": ("places", "места"), "contact": ("contacts", "контакты"), "poll": ("polls", "опросы"),
+    "dice": ("dice", "кубики"),
+}
+
+TEXTS: dict[str, dict[str, str]] = {
+    "not_text": {"en": "Sorry, I can't read {kind} yet, only text. Could you tell me in words?",
+                 "ru": "Извините, я пока не умею читать {kind}, только текст. Напишите словами?"},
+    "edited": {"en": "I only see new messages, not edits. Send it again if you'd like me to answer the new version.",
+               "ru": "Я вижу только новые сообщения, не правки. Отправьте его заново, если хотите ответ на новую версию."},
+    "thanks": {"en": "Thanks for the feedback!", "ru": "Спасибо за отзыв!"},
+    "ask_comment": {"en": "Thank you! Anything you'd like to add? Write a comment, or tap skip.",
+                    "ru": "Спасибо! Хотите что-нибудь добавить? Напишите комментарий или нажмите «пропустить»."},
+    "skip": {"en": "skip", "ru": "пропустить"},
+    "not_yours": {"en": "That button isn't for you.", "ru": "Эта кнопка не для вас."},
+    "stale": {"en": "That button no longer works.", "ru": "Эта кнопка больше не работает."},
+    "not_latest": {"en": "Only the latest passage has these buttons.", "ru": "Эти кнопки есть только у последнего отрывка."},
+    "language_ask": {"en": "Which language shall we talk in?", "ru": "На каком языке будем говорить?"},
+    "language_set": {"en": "Okay, let's talk in English.", "ru": "Хорошо, говорим по-русски."},
+    "delete_ask": {"en": "Delete all your conversations, stories and feedback? This cannot be undone.",
+                   "ru": "Удалить все ваши разговоры, истории и отзывы? Это необратимо."},
+    "deleted": {"en": "Done: everything I kept about you is deleted.", "ru": "Готово: всё, что я хранил о вас, удалено."},
+    "kept": {"en": "Okay, nothing was deleted.", "ru": "Хорошо, ничего не удалено."},
+    "private_only": {"en": "Please send /deletemydata to me in a private chat.",
+                     "ru": "Отправьте /deletemydata мне в личном чате."},
+}
+
+
+def say(key: str, language: str | None, **values: str) -> str:
+    texts = TEXTS[key]
+    return (texts.get(language or "en") or texts["en"]).format(**values)
+
+
+def language_of(user: User | None) -> str | None:
+    code = (user.language_code or "")[:2].lower() if user else ""
+    return code if code in ("en", "ru") else None
+
+
+def split_command(text: str) -> tuple[str | None, str | None, str]:
+    """("help", "TandemBot", "rest") from "/help@TandemBot rest"; (None, None, text) for plain text."""
+    match = re.match(r"^/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]+))?(?:\s+|$)(.*)$", text, re.DOTALL)
+    if not match:
+        return None, None, text
+    return match.group(1).lower(), match.group(2), match.group(3).strip()
+
+
+class TokenRedactor(logging.Filter):
+    """Replaces the bot token in log records (httpx and PTB log request URLs, which contain it)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is logging's problem, not ours
+            return True
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, "<telegram-token>"), None
+        return True
+
+
+class TelegramChannel:
+    """Telegram updates in, `handle_turn` streams out. State lives in SQL (conversations, feedback,
+    dialog state); the only memory here is which message shows the latest story buttons."""
+
+    def __init__(self, services: Services, config: TelegramConfig, token: str,
+                 webhook_secret: str | None = None) -> None:
+        if config.mode == "webhook" and not (webhook_secret and _SECRET_TOKEN.match(webhook_secret)):
+            raise ConfigError("Telegram webhook mode needs TANDEM_TELEGRAM_WEBHOOK_SECRET: 1-256 characters "
+                              "of A-Z, a-z, 0-9, _ and -")
+        self.services = services
+        self.config = config
+        self._token = token
+        self._secret = webhook_secret
+        self.state = ChannelStateRepo(services.conversations.db)
+        self.application: Application | None = None
+        self.delivery: Delivery | None = None
+        self._redactor = TokenRedactor(token)
+        self._chat_locks: dict[int, asyncio.Lock] = {}
+        self._story_messages: dict[int, tuple[int, InlineKeyboardMarkup | None]] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def _build(self) -> Application:
+        cfg = self.config
+        timeout = cfg.request_timeout_s
+        builder = (
+            ApplicationBuilder().token(self._token).base_url(cfg.api_base_url)
+            .rate_limiter(AIORateLimiter(overall_max_rate=cfg.overall_per_s, overall_time_period=1,
+                                         group_max_rate=cfg.group_per_min, group_time_period=60,
+                                         max_retries=cfg.max_retries))
+            .concurrent_updates(True)
+            .connect_timeout(timeout).read_timeout(timeout).write_timeout(timeout).pool_timeout(timeout)
+            .get_updates_connect_timeout(timeout).get_updates_read_timeout(timeout)
+            .get_updates_pool_timeout(timeout)
+        )
+        if cfg.mode == "webhook":
+            builder = builder.updater(None)
+        return builder.build()
+
+    async def start(self) -> None:
+        self._redact_logs(True)
+        app = self._build()
+        app.add_handler(TypeHandler(Update, self._on_update))
+        app.add_error_handler(self._on_error)
+        try:
+            await app.initialize()  # getMe: a wrong token stops start-up here
+        except InvalidToken as exc:
+            raise ConfigError("Telegram refused the bot token (TANDEM_TELEGRAM_TOKEN)") from exc
+        self.application = app
+        self.delivery = Delivery(app.bot, self.config)
+        commands = [BotCommand(name, description) for name, description in COMMANDS]
+        await self.delivery.call("setMyCommands", lambda: app.bot.set_my_commands(commands))
+        await app.start()
+        if self.config.mode == "polling":
+            await app.updater.start_polling(
+                timeout=timedelta(seconds=self.config.poll_timeout_s), allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=self.config.drop_pending_updates, error_callback=self._polling_error,
+            )
+        else:
+            await self.delivery.call("setWebhook", lambda: app.bot.set_webhook(
+                self.config.webhook_url, secret_token=self._secret, allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=self.config.drop_pending_updates,
+            ))
+        log.info("telegram channel started bot=@%s mode=%s", app.bot.username, self.config.mode)
+
+    async def stop(self) -> None:
+        app, self.application = self.application, None
+        try:
+            if app is not None:
+                if app.updater is not None and app.updater.running:
+                    await app.updater.stop()
+                if app.running:
+                    await app.stop()
+                await app.shutdown()
+                log.info("telegram channel stopped")
+        finally:
+            self._redact_logs(False)
+
+    async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
+        """For aiohttp's cleanup_ctx: the channel runs as long as the web server does."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def _redact_logs(self, on: bool) -> None:
+        # httpx logs every request URL at INFO, and the URL holds the token.
+        httpx_logger = logging.getLogger("httpx")
+        if on and httpx_logger.level == logging.NOTSET:
+            httpx_logger.setLevel(logging.WARNING)
+        for handler in logging.getLogger().handlers:
+            (handler.addFilter if on else handler.removeFilter)(self._redactor)
+        for name in ("httpx", "httpcore", "telegram"):
+            (logging.getLogger(name).addFilter if on else logging.getLogger(name).removeFilter)(self._redactor)
+
+    def _polling_error(self, exc: TelegramError) -> None:
+        log.warning("telegram polling error=%s: %s", type(exc).__name__, exc)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        update_id = update.update_id if isinstance(update, Update) else None
+        log.error("telegram update failed update_id=%s error=%r", update_id, context.error,
+                  exc_info=context.error)
+
+    # --- webhook -------------------------------------------------------------------------
+
+    def secret_ok(self, given: str | None) -> bool:
+        """Constant-time check of X-Telegram-Bot-Api-Secret-Token."""
+        if not self._secret or given is None:
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "replace"), self._secret.encode("utf-8"))
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        if not self.secret_ok(request.headers.get("X-Telegram-Bot-Api-Secret-Token")):
+            log.warning("telegram webhook refused: wrong secret token remote=%s", request.remote)
+            raise web.HTTPForbidden(reason="wrong secret token")
+        app = self.application
+        if app is None or not app.running:
+            raise web.HTTPServiceUnavailable(reason="the Telegram channel is not running")
+        try:
+            data = await request.json()
+            update = Update.de_json(data, app.bot)
+        except (ValueError, TypeError, KeyError):
+            raise web.HTTPBadRequest(reason="not a Telegram update") from None
+        if update is None:
+            raise web.HTTPBadRequest(reason="not a Telegram update")
+        await app.update_queue.put(update)
+        return web.json_response({"ok": True})
+
+    # --- updates: the whole policy -------------------------------------------------------
+
+    async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.callback_query is not None:
+            await self._on_click(update.callback_query)
+            return
+        if update.edited_message is not None:
+            edited = update.edited_message
+            if edited.chat.type == ChatType.PRIVATE:
+                await self._tell(edited.chat.id, say("edited", language_of(edited.from_user)))
+            return
+        message = update.message
+        if message is None or message.from_user is None or message.from_user.is_bot:
+            return
+        private = message.chat.type == ChatType.PRIVATE
+        text = message.text if private else self._addressed_text(message)
+        if text is None:
+            kind = next((k for k in _CONTENT_KINDS if getattr(message, k, None)), None)
+            if private and kind is not None:
+                names = _CONTENT_KINDS[kind]
+                language = language_of(message.from_user)
+                await self._tell(message.chat.id, say("not_text", language, kind=names[language == "ru"]))
+            return
+        command, _, argument = split_command(text)
+        if command == "language":
+            await self._language_command(message, argument)
+        elif command == "deletemydata":
+            await self._delete_command(message)
+        else:
+            if command is not None:  # "/help@TandemBot" reads as "/help"
+                text = f"/{command} {argument}".strip()
+            await self._turn(message.chat, message.from_user, text,
+                             reply_to=None if private else message.message_id)
+
+    def _addressed_text(self, message: Message) -> str | None:
+        """In a group, the text of a command or mention for this bot (mention removed), else None."""
+        text = message.text
+        if not text:
+            return None
+        username = (self.application.bot.username or "").lower() if self.application else ""
+        command, addressee, _ = split_command(text)
+        if command is not None:
+            return text if addressee is None or addressee.lower() == username else None
+        for entity in message.entities:
+            if entity.type == MessageEntityType.MENTION:
+                mention = message.parse_entity(entity)
+                if mention.lower() == f"@{username}":
+                    return (text.replace(mention, " ", 1)).strip() or "hi"
+        replied = message.reply_to_message
+        if replied is not None and replied.from_user is not None and self.application is not None \
+                and replied.from_user.id == self.application.bot.id:
+            return text
+        return None
+
+    # --- turns -----------------------------------------------------------------------------
+
+    def _subject(self, chat: Chat, user: User | None) -> tuple[str, str | None]:
+        """Who a chat's conversation belongs to: the person in a private chat, the group otherwise."""
+        if chat.type == ChatType.PRIVATE:
+            return str(user.id if user else chat.id), (user.full_name if user else None)
+        return f"chat:{chat.id}", chat.title
+
+    async def _user_id(self, chat: Chat, user: User | None) -> int:
+        external_id, name = self._subject(chat, user)
+        return await self.services.conversations.user_for(CHANNEL, external_id, name)
+
+    def _chat_lock(self, chat_id: int) -> asyncio.Lock:
+        return self._chat_locks.setdefault(chat_id, asyncio.Lock())
+
+    async def _turn(self, chat: Chat, user: User | None, text: str, *, reply_to: int | None = None,
+                    conversation_id: str | None = None) -> Reply | None:
+        external_id, name = self._subject(chat, user)
+        incoming = Incoming(CHANNEL, external_id, text, conversation_id=conversation_id, user_name=name,
+                            language=language_of(user),
+                            metadata={"chat_id": chat.id, "chat_type": chat.type})
+        # Started before any await, so a chat's turns reach the dispatcher in the order they came.
+        stream = self.services.handle_turn(incoming)
+        assert self.delivery is not None
+        async with self._chat_lock(chat.id):
+            try:
+                reply, last = await self.delivery.deliver(chat.id, chat.type == ChatType.PRIVATE, stream,
+                                                          self._markup_for, reply_to)
+            except TelegramError as exc:
+                # The reply is stored all the same; the user sees it in /export and the next turns.
+                log.error("telegram reply not delivered chat=%s conversation=%s error=%r", chat.id,
+                          stream.conversation_id if hasattr(stream, "conversation_id") else None, exc)
+                return None
+            await self._after_reply(chat.id, reply, last)
+        return reply
+
+    async def _markup_for(self, reply: Reply) -> InlineKeyboardMarkup | None:
+        return kb.reply_markup(reply, offer_rating=self._offers_rating(reply))
+
+    @staticmethod
+    def _offers_rating(reply: Reply) -> bool:
+        return bool(reply.data.get("rating_request") or reply.data.get("conversation_end"))
+
+    async def _after_reply(self, chat_id: int, reply: Reply, last: Message | None) -> None:
+        """Store the feedback offers the user was shown, keep story buttons on the latest passage only,
+        and send an export file when the skill made one."""
+        if last is None:
+            return
+        feedback = self.services.feedback
+        if reply.message_id is not None:
+            await feedback.add_offer(reply.conversation_id, "thumb", CHANNEL)
+        if reply.data.get("conversation_end") and not reply.data.get("rating_request"):
+            await feedback.add_offer(reply.conversation_id, "rating", CHANNEL)  # the skill stores its own
+        if isinstance(reply.data.get("story"), Mapping):
+            previous = self._story_messages.get(chat_id)
+            if previous is not None and previous[0] != last.message_id:
+                await self._quietly(self.delivery.edit_markup(chat_id, previous[0], kb.without(previous[1], {kb.STORY})))
+            self._story_messages[chat_id] = (last.message_id, last.reply_markup)
+        export = reply.data.get("export")
+        if isinstance(export, Mapping) and export.get("content") is not None:
+            await self._send_file(chat_id, str(export.get("filename") or "story.txt"), export["content"])
+
+    async def _send_file(self, chat_id: int, filename: str, content: str | bytes) -> None:
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        assert self.delivery is not None
+        await self.delivery.call("sendDocument", lambda: self.delivery.bot.send_document(
+            chat_id, InputFile(data, filename=filename)))
+
+    async def _tell(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None) -> Message | None:
+        assert self.delivery is not None
+        return await self.delivery.send(chat_id, text, markup)
+
+    async def _quietly(self, call: Any) -> Any:
+        try:
+            return await call
+        except TelegramError as exc:
+            log.info("telegram call failed, going on error=%r", exc)
+            return None
+
+    # --- commands the channel answers itself -------------------------------------------------
+
+    async def _language_command(self, message: Message, argument: str) -> None:
+        code = argument.lower()[:2]
+        if code not in kb.LANGUAGE_NAMES:
+            await self._tell(message.chat.id, say("language_ask", language_of(message.from_user)), kb.language_markup())
+            return
+        await self._set_language(message.chat, message.from_user, code)
+        await self._tell(message.chat.id, say("language_set", code))
+
+    async def _set_language(self, chat: Chat, user: User | None, code: str) -> None:
+        user_id = await self._user_id(chat, user)
+        conversation_id = await self.services.conversations.current_conversation(user_id, CHANNEL)
+        await self.state.set_slot(conversation_id, "language", code)
+
+    async def _delete_command(self, message: Message) -> None:
+        language = language_of(message.from_user)
+        if message.chat.type != ChatType.PRIVATE:
+            await self._tell(message.chat.id, say("private_only", language))
+            return
+        await self._tell(message.chat.id, say("delete_ask", language), kb.delete_markup())
+
+    # --- button clicks -------------------------------------------------------------------------
+
+    async def _on_click(self, query: CallbackQuery) -> None:
+        language = language_of(query.from_user)
+        message = query.message if isinstance(query.message, Message) else None
+        try:
+            callback = kb.decode(query.data)
+        except kb.CallbackDataError:
+            await self._answer(query, say("stale", language))
+            return
+        if message is None or callback.kind == kb.NOOP:
+            await self._answer(query, None if message else say("stale", language))
+            return
+        handlers = {
+            kb.THUMB: self._click_thumb, kb.RATE: self._click_rate, kb.SUGGEST: self._click_suggestion,
+            kb.STORY: self._click_story, kb.LANGUAGE: self._click_language, kb.DELETE: self._click_delete,
+        }
+        try:
+            await handlers[callback.kind](query, message, callback, language)
+        except (ValueError, IndexError):
+            await self._answer(query, say("stale", language))
+
+    async def _answer(self, query: CallbackQuery, text: str | None) -> None:
+        assert self.delivery is not None
+        await self._quietly(self.delivery.call("answerCallbackQuery", lambda: query.answer(text)))
+
+    async def _show_choice(self, message: Message, kinds: set[str], label: str | None) -> None:
+        markup = kb.show_choice(message.reply_markup, kinds, label) if label else kb.without(message.reply_markup, kinds)
+        await self._quietly(self.delivery.edit_markup(message.chat.id, message.message_id, markup))
+
+    async def _click_thumb(self, query: CallbackQuery, message: Message, callback: kb.Callback,
+                           language: str | None) -> None:
+        message_id, up = int(callback.args[0]), callback.args[1] == "1"
+        user_id = await self._user_id(message.chat, query.from_user)
+        try:
+            await self.services.feedback.add_thumb(message_id, user_id, up, CHANNEL)
+        except (NotFound, InputError):
+            await self._answer(query, say("not_yours", language))
+            return
+        conversation_id = await self.state.conversation_of_message(message_id)
+        if conversation_id is not None:
+            await self.state.answer_offer(conversation_id, "thumb")
+        await self._answer(query, say("thanks", language))
+        await self._show_choice(message, {kb.THUMB}, ("👍" if up else "👎") + " ✓")
+
+    async def _click_rate(self, query: CallbackQuery, message: Message, callback: kb.Callback,
+                          language: str | None) -> None:
+        conversation_id, value = callback.args[0], int(callback.args[1])
+        if not 1 <= value <= 5:
+            raise ValueError(value)
+        conversations = self.services.conversations
+        user_id = await self._user_id(message.chat, query.from_user)
+        if await conversations.owner_of(conversation_id) != user_id:
+            await self._answer(query, say("not_yours", language))
+            return
+        await self._answer(query, say("thanks", language))
+        await self._show_choice(message, {kb.RATE, kb.SUGGEST}, f"{kb.STARS} {value}/5 ✓")
+        state = await conversations.load_state(conversation_id)
+        waiting = state.active_skill == "feedback" and state.skill_state.get("feedback", {}).get("step") == "rating"
+        if waiting:
+            # The feedback skill asked (/rate): the click is its answer, and it asks for a comment.
+            await self._turn(message.chat, query.from_user, str(value), conversation_id=conversation_id)
+            return
+        rating_id = await self.services.feedback.add_rating(conversation_id, user_id, value, None, CHANNEL)
+        # The comment that may follow is the feedback skill's to take, as after /rate.
+        await self.state.hold(conversation_id, "feedback", {"step": "comment", "rating_id": rating_id})
+        skip = say("skip", language)
+        await self._tell(message.chat.id, say("ask_comment", language),
+                         InlineKeyboardMarkup([[kb.button(skip, kb.SUGGEST, 0)]]))
+
+    async def _click_suggestion(self, query: CallbackQuery, message: Message, callback: kb.Callback,
+                                language: str | None) -> None:
+        text = kb.label_of(message.reply_markup, query.data)
+        if not text:
+            await self._answer(query, say("stale", language))
+            return
+        await self._answer(query, None)
+        await self._show_choice(message, {kb.SUGGEST}, None)
+        await self._turn(message.chat, query.from_user, text)
+
+    async def _click_story(self, query: CallbackQuery, message: Message, callback: kb.Callback,
+                           language: str | None) -> None:
+        action = callback.args[0]
+        if action not in STORY_COMMANDS:
+            raise ValueError(action)
+        latest = self._story_messages.get(message.chat.id)
+        if latest is not None and latest[0] != message.message_id:
+            await self._answer(query, say("not_latest", language))
+            await self._show_choice(message, {kb.STORY}, None)
+            return
+        await self._answer(query, None)
+        number = callback.args[1] if action == kb.STORY_CHOOSE else ""
+        await self._show_choice(message, {kb.STORY}, f"✓ {number}" if number else None)
+        await self._turn(message.chat, query.from_user, STORY_COMMANDS[action].format(number))
+
+    async def _click_language(self, query: CallbackQuery, message: Message, callback: kb.Callback,
+                              language: str | None) -> None:
+        code = callback.args[0]
+        if code not in kb.LANGUAGE_NAMES:
+            raise ValueError(code)
+        await self._set_language(message.chat, query.from_user, code)
+        await self._answer(query, None)
+        await self._show_choice(message, {kb.LANGUAGE}, f"{kb.LANGUAGE_NAMES[code]} ✓")
+        await self._tell(message.chat.id, say("language_set", code))
+
+    async def _click_delete(self, query: CallbackQuery, message: Message, callback: kb.Callback,
+                            language: str | None) -> None:
+        if message.chat.type != ChatType.PRIVATE or query.from_user.id != message.chat.id:
+            await self._answer(query, say("not_yours", language))
+            return
+        await self._answer(query, None)
+        if callback.args[0] == "yes":
+            user_id = await self._user_id(message.chat, query.from_user)
+            await self.services.conversations.delete_user(user_id)
+            self._story_messages.pop(message.chat.id, None)
+            log.info("telegram user data deleted user=%s", user_id)
+            reply = say("deleted", language)
+        else:
+            reply = say("kept", language)
+        assert self.delivery is not None
+        await self._quietly(self.delivery.call("editMessageText", lambda: self.delivery.bot.edit_message_text(
+            reply, chat_id=message.chat.id, message_id=message.message_id, reply_markup=None)))
+
+
+# --- wiring into the aiohttp app -------------------------------------------------------------
+
+TELEGRAM: web.AppKey[TelegramChannel] = web.AppKey("telegram", TelegramChannel)
+
+
+async def _webhook_route(request: web.Request) -> web.Response:
+    return await request.app[TELEGRAM].webhook(request)
+
+
+def install(app: web.Application, services: Services, config: TelegramConfig | None = None) -> TelegramChannel | None:
+    """Add the Telegram channel to the web app when a token is set: it starts and stops with the
+    server (cleanup_ctx), and in webhook mode its route is served by the same server."""
+    settings = services.settings
+    if settings.telegram_token is None:
+        return None
+    config = config or getattr(settings, "telegram", None) or TelegramConfig()
+    secret = settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else None
+    channel = TelegramChannel(services, config, settings.telegram_token.get_secret_value(), secret)
+    app[TELEGRAM] = channel
+    if config.mode == "webhook":
+        app.router.add_post(config.webhook_path, _webhook_route)
+    app.cleanup_ctx.append(channel.lifecycle)
+    return channel

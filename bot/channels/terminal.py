@@ -1,0 +1,65 @@
+"""The terminal channel: one conversation on stdin/stdout, line by line, so it can be piped."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from bot.core.messages import Incoming, ReplyStream
+
+CHANNEL = "terminal"
+
+
+async def chat_loop(
+    handle_turn: Callable[[Incoming], ReplyStream],
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    user_id: str | None = None,
+    prompt: bool | None = None,
+) -> int:
+    """Answer each input line through `handle_turn`, streaming the reply; returns the turn count.
+
+    The prompt ("you> ") is shown only when stdin is a terminal, so piped output stays clean.
+    """
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    user_id = user_id or _local_user()
+    show_prompt = stdin.isatty() if prompt is None else prompt
+    loop = asyncio.get_running_loop()
+    turns = 0
+    while True:
+        if show_prompt:
+            stdout.write("you> ")
+            stdout.flush()
+        # Reading stdin blocks, so it runs in a thread; the event loop stays free.
+        line = await loop.run_in_executor(None, stdin.readline)
+        if not line:
+            break
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        stream = handle_turn(Incoming(CHANNEL, user_id, line))
+        stdout.write("tandem> ")
+        async for piece in stream:
+            stdout.write(piece)
+            stdout.flush()
+        reply = await stream.reply()
+        if reply.status == "rejected":
+            stdout.write(reply.text)
+        if reply.suggestions:
+            stdout.write("\n  [" + " | ".join(reply.suggestions) + "]")
+        stdout.write("\n")
+        stdout.flush()
+        turns += 1
+    return turns
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "local"

@@ -1,0 +1,318 @@
+"""The WebSocket channel of the web widget: sessions, acknowledged and de-duplicated messages,
+streamed replies with stop, thumbs and ratings, and the transcript on resume.
+
+Protocol (JSON objects with a "type"); the client speaks first with `hello`:
+
+  → hello {token?, conversation_id?, language?}
+  ← welcome {token, conversation_id, messages, rating, resumed, pending}
+  → message {client_id, text}       ← ack {client_id, duplicate}, typing, delta {client_id, text}…, reply {client_id, …}
+                                     ← rejected {client_id, message}  (refused input; nothing stored)
+  → stop {}                         the running generation stops; its reply comes, status "incomplete"
+  → thumb {message_id, value: up|down}      ← thumb_saved {message_id, value}
+  → rating {rating: 1..5, comment?}         ← rating_saved {rating, comment}
+  → offer {kind: "rating"}                  the widget showed a rating request (for response rates)
+  → new_conversation {}                     ← welcome (empty transcript)
+  → ping {}                                 ← pong {}
+  ← error {code, message, client_id?}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from bot.channels.http_api import reply_json
+from bot.channels.origins import origin_allowed
+from bot.channels.services import SERVICES, Services
+from bot.core.errors import InputError, NotFound, StorageError
+from bot.core.messages import Incoming, Reply, ReplyStream
+from bot.core.text import clean_user_text
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "web"
+MAX_CLIENT_ID_CHARS = 64
+# Ledger entries kept for de-duplication; a resend comes within seconds or minutes of the original.
+LEDGER_SIZE = 20_000
+
+
+@dataclass
+class _Sent:
+    """One client message the server accepted: its turn, and the reply once made."""
+
+    stream: ReplyStream
+    conversation_id: str
+    reply: Reply | None = None
+
+
+class ClientLedger:
+    """Client message ids already accepted, per user, so a resend after a reconnect is answered
+    from the first turn instead of being stored again. Bounded, oldest forgotten first."""
+
+    def __init__(self, size: int = LEDGER_SIZE) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[int, str], _Sent] = OrderedDict()
+
+    def get(self, user_id: int, client_id: str) -> _Sent | None:
+        return self._entries.get((user_id, client_id))
+
+    def add(self, user_id: int, client_id: str, sent: _Sent) -> None:
+        self._entries[(user_id, client_id)] = sent
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def running(self, user_id: int, conversation_id: str) -> list[tuple[str, _Sent]]:
+        return [(cid, s) for (uid, cid), s in self._entries.items()
+                if uid == user_id and s.conversation_id == conversation_id and s.reply is None
+                and not getattr(s.stream, "done", False)]
+
+
+LEDGER: web.AppKey[ClientLedger] = web.AppKey("ws_ledger", ClientLedger)
+
+
+@dataclass
+class WidgetSession:
+    """One open socket: who it is (after hello), its conversation, and the tasks that forward turns."""
+
+    services: Services
+    ledger: ClientLedger
+    ws: web.WebSocketResponse
+    user_id: int | None = None
+    conversation_id: str | None = None
+    language: str | None = None
+    streams: set[ReplyStream] = field(default_factory=set)
+    tasks: set[asyncio.Task] = field(default_factory=set)
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        if self.ws.closed:
+            return
+        try:
+            await self.ws.send_json(payload)
+        except (ConnectionError, RuntimeError):
+            # The socket went away mid-send; the turn is stored anyway and the client resumes.
+            log.debug("ws send failed conversation=%s type=%s", self.conversation_id, payload.get("type"))
+
+    async def error(self, code: str, message: str, **extra: Any) -> None:
+        await self.send({"type": "error", "code": code, "message": message, **extra})
+
+    def spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def close(self) -> None:
+        # Only the forwarding stops; the turns themselves run on and are stored.
+        for task in list(self.tasks):
+            task.cancel()
+
+    # --- incoming frames ----------------------------------------------------------
+
+    async def receive(self, raw: str) -> None:
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            await self.error("bad_request", "invalid JSON")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.error("bad_request", "a frame is a JSON object with a `type`")
+            return
+        kind = frame["type"]
+        if kind == "ping":
+            await self.send({"type": "pong"})
+            return
+        if kind == "hello":
+            await self.hello(frame)
+            return
+        if self.user_id is None:
+            await self.error("hello_first", "send `hello` first")
+            return
+        handler = {
+            "message": self.message, "stop": self.stop, "thumb": self.thumb, "rating": self.rating,
+            "offer": self.offer, "new_conversation": self.new_conversation,
+        }.get(kind)
+        if handler is None:
+            await self.error("bad_request", f"unknown frame type {kind!r}")
+            return
+        try:
+            await handler(frame)
+        except StorageError:
+            log.exception("ws storage error conversation=%s type=%s", self.conversation_id, kind)
+            await self.error("unavailable", "Sorry, I can't save that right now. Please try again in a moment.",
+                             client_id=frame.get("client_id"))
+
+    async def hello(self, frame: dict[str, Any]) -> None:
+        repo = self.services.conversations
+        language = frame.get("language")
+        self.language = language if language in ("en", "ru") else None
+        token = frame.get("token") if isinstance(frame.get("token"), str) else None
+        user_id = await repo.user_by_token(token) if token else None
+        new_token = None
+        if user_id is None:
+            user_id, new_token = await repo.create_token_user(CHANNEL)
+        self.user_id = user_id
+        wanted = frame.get("conversation_id")
+        conversation_id = None
+        if isinstance(wanted, str) and new_token is None:
+            try:
+                await repo.require_owner(wanted, user_id)
+                conversation_id = wanted
+            except NotFound:
+                conversation_id = None  # someone else's or gone: look alike, and fall back to the current one
+        if conversation_id is None:
+            conversation_id = await repo.current_conversation(user_id, CHANNEL)
+        self.conversation_id = conversation_id
+        await self.welcome(token=new_token or token, resumed=new_token is None)
+        # Turns of this conversation still running (the socket broke mid-answer): their replies follow.
+        for client_id, sent in self.ledger.running(user_id, conversation_id):
+            self.spawn(self._finish_later(client_id, sent))
+
+    async def welcome(self, *, token: str | None, resumed: bool) -> None:
+        assert self.conversation_id is not None
+        messages = await self.services.conversations.messages(self.conversation_id)
+        feedback = await self.services.feedback.for_conversation(self.conversation_id)
+        thumbs: dict[int, str] = {}
+        rating = None
+        for record in feedback:  # in id order, so the latest of each wins
+            if record.kind == "thumb" and record.message_id is not None:
+                thumbs[record.message_id] = "up" if record.value == 1 else "down"
+            elif record.kind == "rating":
+                rating = {"rating": record.value, "comment": record.comment}
+        running = [cid for cid, _ in self.ledger.running(self.user_id or 0, self.conversation_id)]
+        await self.send({
+            "type": "welcome", "token": token, "conversation_id": self.conversation_id, "resumed": resumed,
+            "messages": [
+                {"id": m.id, "author": m.author, "text": m.text, "skill": m.skill, "status": m.status,
+                 "thumb": thumbs.get(m.id), "created_at": m.created_at.isoformat()}
+                for m in messages
+            ],
+            "rating": rating, "pending": running,
+        })
+
+    async def message(self, frame: dict[str, Any]) -> None:
+        client_id = frame.get("client_id")
+        if not isinstance(client_id, str) or not client_id or len(client_id) > MAX_CLIENT_ID_CHARS:
+            await self.error("bad_request", f"`client_id` must be a string of 1–{MAX_CLIENT_ID_CHARS} characters")
+            return
+        assert self.user_id is not None and self.conversation_id is not None
+        known = self.ledger.get(self.user_id, client_id)
+        if known is not None:
+            # A resend: acknowledge again and answer from the first turn; nothing is stored twice.
+            await self.send({"type": "ack", "client_id": client_id, "duplicate": True})
+            if known.reply is not None:
+                await self.send({"type": "reply", "client_id": client_id, **reply_json(known.reply)})
+            else:
+                self.spawn(self._finish_later(client_id, known))
+            return
+        try:
+            text = clean_user_text(frame.get("text"), self.services.settings.dispatcher.max_text_chars)
+        except InputError as exc:
+            await self.send({"type": "rejected", "client_id": client_id, "message": str(exc)})
+            return
+        stream = self.services.handle_turn(Incoming(
+            CHANNEL, str(self.user_id), text, conversation_id=self.conversation_id, language=self.language,
+        ))
+        sent = _Sent(stream, self.conversation_id)
+        self.ledger.add(self.user_id, client_id, sent)
+        await self.send({"type": "ack", "client_id": client_id, "duplicate": False})
+        self.spawn(self._forward(client_id, sent))
+
+    async def _forward(self, client_id: str, sent: _Sent) -> None:
+        self.streams.add(sent.stream)
+        try:
+            await self.send({"type": "typing", "client_id": client_id})
+            async for piece in sent.stream:
+                await self.send({"type": "delta", "client_id": client_id, "text": piece})
+            sent.reply = await sent.stream.reply()
+        finally:
+            self.streams.discard(sent.stream)
+        await self.send({"type": "reply", "client_id": client_id, **reply_json(sent.reply)})
+
+    async def _finish_later(self, client_id: str, sent: _Sent) -> None:
+        """Answer a turn another socket started (a resend, or a resume mid-answer) when it ends."""
+        await self.send({"type": "typing", "client_id": client_id})
+        self.streams.add(sent.stream)
+        try:
+            reply = await sent.stream.reply()
+        finally:
+            self.streams.discard(sent.stream)
+        sent.reply = reply
+        await self.send({"type": "reply", "client_id": client_id, **reply_json(reply)})
+
+    async def stop(self, frame: dict[str, Any]) -> None:
+        for stream in list(self.streams):
+            stream.cancel()
+
+    async def thumb(self, frame: dict[str, Any]) -> None:
+        message_id, value = frame.get("message_id"), frame.get("value")
+        if value not in ("up", "down") or not isinstance(message_id, int) or isinstance(message_id, bool):
+            await self.error("bad_request", '`thumb` needs an integer `message_id` and `value` "up" or "down"')
+            return
+        assert self.user_id is not None
+        try:
+            await self.services.feedback.add_thumb(message_id, self.user_id, value == "up", CHANNEL)
+        except NotFound:
+            await self.error("not_found", "no such message")
+            return
+        except InputError as exc:
+            await self.error("bad_request", str(exc))
+            return
+        await self.send({"type": "thumb_saved", "message_id": message_id, "value": value})
+
+    async def rating(self, frame: dict[str, Any]) -> None:
+        rating, comment = frame.get("rating"), frame.get("comment")
+        if comment is not None and not isinstance(comment, str):
+            await self.error("bad_request", "`comment` must be a string")
+            return
+        assert self.user_id is not None and self.conversation_id is not None
+        try:
+            await self.services.feedback.add_rating(self.conversation_id, self.user_id, rating, comment, CHANNEL)
+        except InputError as exc:
+            await self.error("bad_request", str(exc))
+            return
+        await self.send({"type": "rating_saved", "rating": rating, "comment": (comment or "").strip() or None})
+
+    async def offer(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("kind", "rating")
+        if kind != "rating":
+            await self.error("bad_request", "only rating offers are recorded")
+            return
+        assert self.conversation_id is not None
+        await self.services.feedback.add_offer(self.conversation_id, "rating", CHANNEL)
+
+    async def new_conversation(self, frame: dict[str, Any]) -> None:
+        assert self.user_id is not None
+        self.conversation_id = await self.services.conversations.open_conversation(self.user_id, CHANNEL)
+        await self.welcome(token=None, resumed=False)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, request, services.settings.server.allowed_origins):
+        log.info("ws refused origin=%s", origin)
+        raise web.HTTPForbidden(reason="this origin may not embed the chat")
+    # heartbeat: pings keep proxies from closing an idle socket and find dead clients.
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=services.settings.server.max_body_bytes)
+    await ws.prepare(request)
+    session = WidgetSession(services, request.app[LEDGER], ws)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await session.receive(msg.data)
+            elif msg.type == WSMsgType.ERROR:
+                log.info("ws error conversation=%s: %s", session.conversation_id, ws.exception())
+                break
+    finally:
+        session.close()
+    return ws
+
+
+def add_routes(app: web.Application) -> None:
+    app[LEDGER] = ClientLedger()
+    app.router.add_get("/ws", websocket_handler)

@@ -1,0 +1,144 @@
+"""The `tandem` command: run the server, chat in the terminal, migrate, and the tool groups."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from bot.core.errors import BotError, ConfigError
+
+
+def _settings(config: Path | None):
+    from bot.settings import load_settings
+
+    return load_settings(config)
+
+
+def _setup_logging(level: str, stream=None) -> None:
+    logging.basicConfig(
+        level=level, stream=stream or sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(exc: BaseException) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
+config_option = click.option(
+    "--config", "config", type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML settings file (default: $TANDEM_CONFIG or ./tandem.toml).",
+)
+
+
+@click.group()
+def main() -> None:
+    """Tandem: a socialbot and story co-writing assistant."""
+
+
+@main.command()
+@config_option
+@click.option("--host", help="Listen address (default from settings: 127.0.0.1).")
+@click.option("--port", type=int, help="Listen port (default from settings: 8080).")
+def run(config: Path | None, host: str | None, port: int | None) -> None:
+    """Migrate the database and serve the web API (and Telegram when a token is set)."""
+    try:
+        settings = _settings(config)
+    except ConfigError as exc:
+        _fail(exc)
+    _setup_logging(settings.log_level)
+    try:
+        asyncio.run(_serve(settings, host or settings.server.host, port if port is not None else settings.server.port))
+    except BotError as exc:
+        _fail(exc)
+
+
+async def _serve(settings, host: str, port: int) -> None:
+    from aiohttp import web
+
+    from bot.app import build_app
+    from bot.server import init_app
+
+    tandem = await build_app(settings)
+    runner = web.AppRunner(init_app(tandem), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_port = runner.addresses[0][1] if runner.addresses else port
+        click.echo(f"Tandem is running at http://{host}:{bound_port}/  (Ctrl+C to stop)", err=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await tandem.close()
+
+
+@main.command()
+@config_option
+@click.option("--user", "user_id", help="Who you are to the bot (default: your login name).")
+def chat(config: Path | None, user_id: str | None) -> None:
+    """Chat in the terminal; reads stdin line by line, so input can be piped."""
+    try:
+        settings = _settings(config)
+    except ConfigError as exc:
+        _fail(exc)
+    _setup_logging("WARNING")
+    try:
+        asyncio.run(_chat(settings, user_id))
+    except BotError as exc:
+        _fail(exc)
+
+
+async def _chat(settings, user_id: str | None) -> None:
+    from bot.app import build_app
+    from bot.channels.terminal import chat_loop
+
+    tandem = await build_app(settings)
+    try:
+        await chat_loop(tandem.handle_turn, user_id=user_id)
+    finally:
+        await tandem.close()
+
+
+@main.command()
+@config_option
+def migrate(config: Path | None) -> None:
+    """Bring the database schema up to date (tandem run does this too)."""
+    from bot.storage.database import Database, safe_url
+
+    try:
+        settings = _settings(config)
+    except ConfigError as exc:
+        _fail(exc)
+
+    async def go() -> None:
+        db = Database(settings.resolved_database_url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(go())
+    click.echo(f"database up to date: {safe_url(settings.resolved_database_url)}")
+
+
+def _add_tool_groups() -> None:
+    from bot.dialog.cli import graph
+
+    main.add_command(graph)
+
+
+_add_tool_groups()
+
+if __name__ == "__main__":
+    main()

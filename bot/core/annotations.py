@@ -1,0 +1,60 @@
+"""Annotations of a user message and the Annotator protocol that produces them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class IntentGuess:
+    """One intent hypothesis; `source` names the annotator that made it (rules, embedding, ...)."""
+
+    name: str
+    confidence: float
+    source: str
+
+
+@dataclass
+class Annotations:
+    """Everything the annotators found out about one message; stored with the turn.
+
+    `intent` is None when nothing claimed the message with confidence (out of scope).
+    `values` holds the other annotators' results by annotator name (sentiment, toxicity, ...).
+    """
+
+    language: str | None = None
+    intent: IntentGuess | None = None
+    ranking: list[IntentGuess] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def intent_name(self) -> str | None:
+        return self.intent.name if self.intent else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "language": self.language,
+            "intent": _guess_json(self.intent),
+            "ranking": [_guess_json(g) for g in self.ranking[:5]],
+            **self.values,
+        }
+
+
+def _guess_json(guess: IntentGuess | None) -> dict[str, Any] | None:
+    if guess is None:
+        return None
+    return {"name": guess.name, "confidence": round(guess.confidence, 4), "source": guess.source}
+
+
+@runtime_checkable
+class Annotator(Protocol):
+    """A plug-in that reads a message and fills in part of its Annotations.
+
+    Annotators run in the order they are registered; an intent annotator should leave
+    `annotations.intent` alone when an earlier one (e.g. rules) already set it.
+    """
+
+    name: str
+
+    async def annotate(self, text: str, annotations: Annotations) -> None: ...

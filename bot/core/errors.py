@@ -1,0 +1,43 @@
+"""The error hierarchy: strict at load time (ConfigError, GraphError), forgiving at run time."""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Base of every error Tandem raises on purpose."""
+
+
+class ConfigError(BotError):
+    """A setting or data file is wrong; start-up stops and the message names the key or file."""
+
+
+class GraphError(ConfigError):
+    """A dialog graph failed validation; the message names the file, node and field."""
+
+
+class CatalogueError(ConfigError):
+    """The intent catalogue is malformed or references something unknown."""
+
+
+class ModelError(BotError):
+    """A model failed to load or to answer."""
+
+
+class ModelTimeout(ModelError):
+    """A model did not answer within its time limit."""
+
+
+class ModelUnavailable(ModelError):
+    """A model backend cannot be reached or is not installed."""
+
+
+class StorageError(BotError):
+    """The database refused or failed an operation."""
+
+
+class InputError(BotError):
+    """User input that Tandem will not process; the message is safe to show to the user."""
+
+
+class NotFound(BotError):
+    """An id that does not exist, or that the caller may not see (the two are not told apart)."""

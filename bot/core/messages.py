@@ -1,0 +1,63 @@
+"""What comes into a turn (Incoming) and what goes out (Reply), free of any channel's types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Author = Literal["user", "bot"]
+ReplyStatus = Literal["complete", "incomplete", "fallback", "rejected"]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One user message as a channel hands it to the dispatcher.
+
+    `conversation_id` names a known conversation (the HTTP API and the widget know it);
+    when it is None the dispatcher continues the user's current conversation on that
+    channel, or opens one (terminal, Telegram).
+    """
+
+    channel: str
+    user_id: str
+    text: str
+    conversation_id: str | None = None
+    user_name: str | None = None
+    language: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The bot's finished answer to one turn."""
+
+    conversation_id: str
+    text: str
+    skill: str
+    message_id: int | None = None
+    user_message_id: int | None = None
+    suggestions: tuple[str, ...] = ()
+    intent: str | None = None
+    confidence: float | None = None
+    status: ReplyStatus = "complete"
+    data: dict[str, Any] = field(default_factory=dict)
+    latency_ms: int | None = None
+
+
+class ReplyStream:
+    """What `handle_turn` returns: iterate it for text pieces as they are made, or await `reply()`.
+
+    The turn runs as its own task, so a channel that stops listening (a closed socket)
+    does not stop the turn from being answered and stored; `cancel()` does stop it
+    (a user pressing stop), and the part generated so far is kept, marked incomplete.
+    This is the interface only; the dispatcher provides the implementation.
+    """
+
+    def __aiter__(self):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def reply(self) -> Reply:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def cancel(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError

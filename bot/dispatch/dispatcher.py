@@ -1,0 +1,313 @@
+"""Dispatcher: annotate → graph node or skill → reply, one conversation's turns in order, all stored."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.core.annotations import Annotations, Annotator
+from bot.core.errors import InputError, NotFound, StorageError
+from bot.core.messages import Incoming, Reply
+from bot.core.skill import Skill, Turn
+from bot.core.state import DialogState
+from bot.core.text import clean_user_text
+from bot.dispatch.registry import SkillRegistry
+from bot.dispatch.stream import TurnStream
+from bot.settings import DispatcherConfig
+from bot.storage.conversations import ConversationRepo, NewMessage
+
+log = logging.getLogger(__name__)
+
+# Intents that free a conversation from a skill that holds it, whatever that skill is doing.
+RELEASE_INTENTS = frozenset({"cancel", "reset"})
+FALLBACK_SKILL = "fallback"
+
+APOLOGY = {
+    "en": "Sorry, something went wrong on my side. Please try again in a moment.",
+    "ru": "Извините, у меня что-то сломалось. Попробуйте ещё раз чуть позже.",
+}
+TOO_SLOW = {
+    "en": "Sorry, that took me too long. Could you try again?",
+    "ru": "Извините, я слишком долго думал. Попробуете ещё раз?",
+}
+STOPPED = {"en": "(stopped)", "ru": "(остановлено)"}
+NOT_SAVED = {
+    "en": "Sorry, I can't save messages right now, so I didn't take that one. Please try again in a moment.",
+    "ru": "Извините, сейчас я не могу сохранять сообщения, так что это не принял. Попробуйте чуть позже.",
+}
+
+
+class GraphStepLike(Protocol):
+    flow: str
+    node: str
+    response: str | None
+    suggestions: tuple[str, ...]
+    set_slots: dict[str, Any]
+    skill: str | None
+    end: bool
+
+
+class GraphEngineLike(Protocol):
+    def step(self, state: DialogState, text: str, annotations: Annotations, language: str) -> GraphStepLike | None: ...
+
+
+@dataclass
+class _Route:
+    """Where a turn goes: an optional graph step, then an optional skill."""
+
+    step: GraphStepLike | None = None
+    skill: Skill | None = None
+    prefix: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Runs turns. Each conversation has a FIFO lock, so its turns never interleave,
+    while turns of different conversations run concurrently on the event loop."""
+
+    def __init__(
+        self,
+        repo: ConversationRepo,
+        skills: SkillRegistry,
+        annotators: Sequence[Annotator] = (),
+        graphs: GraphEngineLike | None = None,
+        config: DispatcherConfig | None = None,
+        intent_threshold: float = 0.5,
+    ) -> None:
+        self.repo = repo
+        self.skills = skills
+        self.annotators = list(annotators)
+        self.graphs = graphs
+        self.config = config or DispatcherConfig()
+        self.intent_threshold = intent_threshold
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._lock_users: dict[tuple[str, str], int] = {}
+
+    def handle_turn(self, incoming: Incoming) -> TurnStream:
+        """Start a turn and return its stream at once; the turn runs (and is stored) even if
+        the caller stops listening."""
+        stream = TurnStream()
+        task = asyncio.create_task(self._run(incoming, stream))
+        task.add_done_callback(_log_task_death)
+        return stream
+
+    # --- the turn ------------------------------------------------------------
+
+    async def _run(self, incoming: Incoming, stream: TurnStream) -> None:
+        key = ("id", incoming.conversation_id) if incoming.conversation_id else (incoming.channel, incoming.user_id)
+        lock = self._lock_for(key)
+        try:
+            async with lock:
+                stream.finish(await self._turn(incoming, stream))
+        except BaseException as exc:  # the stream must always end, or a channel would wait forever
+            stream.fail(exc)
+            raise
+        finally:
+            self._release_lock(key)
+
+    async def _turn(self, incoming: Incoming, stream: TurnStream) -> Reply:
+        started = time.perf_counter()
+        language = incoming.language or self.config.default_language
+        conversation_id = incoming.conversation_id or ""
+        skill_name = "dispatcher"
+        try:
+            if conversation_id:
+                user_id = await self.repo.owner_of(conversation_id)
+                if user_id is None:
+                    raise NotFound(conversation_id)
+            else:
+                user_id = await self.repo.user_for(incoming.channel, incoming.user_id, incoming.user_name)
+                conversation_id = await self.repo.current_conversation(user_id, incoming.channel)
+            stream.conversation_id = conversation_id
+            state = await self.repo.load_state(conversation_id)
+            language = state.language or language
+            try:
+                text = clean_user_text(incoming.text, self.config.max_text_chars)
+            except InputError as exc:
+                # Refused input is answered but not stored: nothing stored changes.
+                return Reply(conversation_id, str(exc), "dispatcher", status="rejected")
+            user_message_id = await self.repo.add_user_message(conversation_id, NewMessage("user", text))
+        except StorageError:
+            log.exception("turn not stored conversation=%s channel=%s", conversation_id, incoming.channel)
+            return Reply(conversation_id, NOT_SAVED.get(language, NOT_SAVED["en"]), "dispatcher", status="fallback")
+        except NotFound:
+            return Reply(conversation_id, "That conversation does not exist.", "dispatcher", status="rejected")
+
+        annotations = await self._annotate(text, conversation_id)
+        language = _pick_language(incoming, state, annotations, self.config.default_language)
+        state.language = language
+        state.turn_count += 1
+        turn = Turn(
+            conversation_id=conversation_id, user_id=user_id, channel=incoming.channel, text=text,
+            language=language, annotations=annotations, slots=state.slots, metadata=incoming.metadata,
+        )
+        status = "complete"
+        pieces: list[str] = []
+        route = _Route()
+        try:
+            # The message just stored is the turn itself, not history.
+            turn.history = (await self.repo.history(conversation_id, self.config.history_turns + 1))[:-1]
+            route = self._route(state, turn)
+            skill_name = route.skill.name if route.skill else "graph"
+            for part in route.prefix:
+                pieces.append(part)
+                stream.push(part)
+            if route.skill is not None:
+                status = await self._run_skill(route.skill, turn, state, pieces, stream)
+        except Exception:  # the one catch-all of a turn: log it, answer politely
+            log.exception("turn failed conversation=%s skill=%s", conversation_id, skill_name)
+            pieces = [APOLOGY.get(language, APOLOGY["en"])]
+            status = "fallback"
+            state.active_skill = None
+
+        text_out = "".join(pieces).strip() or APOLOGY.get(language, APOLOGY["en"])
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        guess = annotations.intent
+        message = NewMessage(
+            "bot", text_out, skill=skill_name, intent=guess.name if guess else None,
+            confidence=guess.confidence if guess else None, annotations=annotations.to_json(),
+            flow=route.step.flow if route.step else None, node=route.step.node if route.step else None,
+            status=status, latency_ms=latency_ms,
+        )
+        try:
+            message_id = await self.repo.finish_turn(conversation_id, message, state)
+        except StorageError:
+            log.exception("reply not stored conversation=%s skill=%s", conversation_id, skill_name)
+            message_id = None
+        log.info("turn conversation=%s skill=%s intent=%s status=%s latency_ms=%d",
+                 conversation_id, skill_name, message.intent, status, latency_ms)
+        suggestions = tuple(turn.suggestions) or (route.step.suggestions if route.step else ())
+        return Reply(
+            conversation_id, text_out, skill_name, message_id=message_id, user_message_id=user_message_id,
+            suggestions=tuple(suggestions), intent=message.intent, confidence=message.confidence,
+            status=status, data=turn.data, latency_ms=latency_ms,
+        )
+
+    # --- routing policy (the whole of it) ------------------------------------
+
+    def _route(self, state: DialogState, turn: Turn) -> _Route:
+        intent = turn.intent if self._confident(turn) else None
+        # 1. A skill holding the conversation keeps it, unless the user cancels or resets.
+        if state.active_skill and intent in RELEASE_INTENTS:
+            state.active_skill = None
+        held = self.skills.get(state.active_skill)
+        if held is not None:
+            return _Route(skill=held)
+        state.active_skill = None
+        if intent == "reset":
+            state.flow = state.node = None  # "cancel" stays: a graph may answer it (global transition)
+        # 2. The active dialog graph node, or a flow whose trigger matches.
+        if self.graphs is not None:
+            step = self.graphs.step(state, turn.text, turn.annotations, turn.language)
+            if step is None and state.flow is not None:
+                # The active flow let go of the message: another flow's trigger may still claim it.
+                state.flow = state.node = None
+                step = self.graphs.step(state, turn.text, turn.annotations, turn.language)
+            if step is not None:
+                return self._apply_step(step, state, turn)
+        # 3. A skill chosen by intent; 4. the fallback skill.
+        return _Route(skill=self.skills.by_intent(intent) or self.skills[FALLBACK_SKILL])
+
+    def _apply_step(self, step: GraphStepLike, state: DialogState, turn: Turn) -> _Route:
+        state.slots.update(step.set_slots)
+        state.flow, state.node = step.flow, step.node
+        if step.end or step.skill:
+            state.flow = state.node = None
+        prefix = [step.response] if step.response else []
+        skill = self.skills.get(step.skill)
+        if skill is not None and prefix:
+            prefix.append("\n\n")
+        return _Route(step=step, skill=skill, prefix=prefix)
+
+    def _confident(self, turn: Turn) -> bool:
+        guess = turn.annotations.intent
+        return guess is not None and guess.confidence >= self.intent_threshold
+
+    # --- running a skill -----------------------------------------------------
+
+    async def _run_skill(self, skill: Skill, turn: Turn, state: DialogState, pieces: list[str],
+                         stream: TurnStream) -> str:
+        turn.state = state.skill_state.setdefault(skill.name, {})
+        budget = skill.time_budget_s or self.config.turn_timeout_s
+        generation = asyncio.create_task(_collect(skill.respond(turn), pieces, stream))
+        stream.on_cancel(generation.cancel)
+        try:
+            done, _ = await asyncio.wait({generation}, timeout=budget)
+        finally:
+            stream.on_cancel(None)
+        if not done:
+            generation.cancel()
+            await asyncio.gather(generation, return_exceptions=True)
+            log.warning("turn over budget conversation=%s skill=%s budget_s=%.1f", turn.conversation_id,
+                        skill.name, budget)
+            if len(pieces) == 0 or not "".join(pieces).strip():
+                pieces.append(TOO_SLOW.get(turn.language, TOO_SLOW["en"]))
+            state.active_skill = None
+            return "incomplete"
+        if generation.cancelled():
+            pieces.append(" " + STOPPED.get(turn.language, STOPPED["en"]))
+            state.active_skill = skill.name if turn.keep_active else None
+            return "incomplete"
+        generation.result()  # re-raises the skill's error into the catch-all
+        state.active_skill = skill.name if turn.keep_active else None
+        return "complete"
+
+    async def _annotate(self, text: str, conversation_id: str) -> Annotations:
+        annotations = Annotations()
+        for annotator in self.annotators:
+            try:
+                await annotator.annotate(text, annotations)
+            except Exception:  # an annotator is advice: a broken one must not sink the turn
+                log.exception("annotator failed annotator=%s conversation=%s", annotator.name, conversation_id)
+        return annotations
+
+    # --- per-conversation ordering ------------------------------------------
+
+    def _lock_for(self, key: tuple[str, str]) -> asyncio.Lock:
+        self._lock_users[key] = self._lock_users.get(key, 0) + 1
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def _release_lock(self, key: tuple[str, str]) -> None:
+        self._lock_users[key] -= 1
+        if self._lock_users[key] == 0:
+            del self._lock_users[key]
+            del self._locks[key]
+
+
+async def _collect(result: Any, pieces: list[str], stream: TurnStream) -> None:
+    """Run a skill's respond(): a coroutine giving text, or an async generator of pieces."""
+    if inspect.isawaitable(result):
+        result = await result
+    if isinstance(result, str):
+        pieces.append(result)
+        stream.push(result)
+        return
+    if isinstance(result, AsyncIterator):
+        try:
+            async for piece in result:
+                if piece:
+                    pieces.append(piece)
+                    stream.push(piece)
+        finally:
+            # Closing the generator promptly stops a model generation behind it.
+            if hasattr(result, "aclose"):
+                await result.aclose()
+        return
+    raise TypeError(f"a skill's respond() must give str or an async iterator of str, not {type(result).__name__}")
+
+
+def _pick_language(incoming: Incoming, state: DialogState, annotations: Annotations, default: str) -> str:
+    """The user's explicit choice wins, then this message's detected language, then what we had."""
+    chosen = state.slots.get("language")
+    if isinstance(chosen, str) and chosen:
+        return chosen
+    return annotations.language or incoming.language or state.language or default
+
+
+def _log_task_death(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("turn task died: %r", task.exception())

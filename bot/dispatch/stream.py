@@ -1,0 +1,68 @@
+"""TurnStream: the ReplyStream a channel gets from handle_turn, fed by the turn's task."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from bot.core.messages import Reply, ReplyStream
+
+_END = object()
+
+
+class TurnStream(ReplyStream):
+    """Pieces of reply text as they are made, then the finished Reply.
+
+    Iterating is optional: a channel that only wants the answer awaits `reply()`.
+    """
+
+    def __init__(self) -> None:
+        self._pieces: asyncio.Queue[object] = asyncio.Queue()
+        self._reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._cancel_hook: Callable[[], None] | None = None
+        self.cancel_requested = False
+        self.conversation_id: str | None = None
+
+    # --- producer side (the dispatcher) -----------------------------------
+
+    def push(self, piece: str) -> None:
+        if piece:
+            self._pieces.put_nowait(piece)
+
+    def finish(self, reply: Reply) -> None:
+        if not self._reply.done():
+            self._reply.set_result(reply)
+        self._pieces.put_nowait(_END)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self._reply.done():
+            self._reply.set_exception(exc)
+        self._pieces.put_nowait(_END)
+
+    def on_cancel(self, hook: Callable[[], None] | None) -> None:
+        """Set what `cancel()` stops (the running generation), or None when nothing runs."""
+        self._cancel_hook = hook
+        if hook is not None and self.cancel_requested:
+            hook()
+
+    # --- consumer side (the channel) --------------------------------------
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        while True:
+            piece = await self._pieces.get()
+            if piece is _END:
+                return
+            yield piece  # type: ignore[misc]
+
+    async def reply(self) -> Reply:
+        return await asyncio.shield(self._reply)
+
+    def cancel(self) -> None:
+        """Stop the generation; the text so far is kept and stored as incomplete."""
+        self.cancel_requested = True
+        if self._cancel_hook is not None:
+            self._cancel_hook()
+
+    @property
+    def done(self) -> bool:
+        return self._reply.done()

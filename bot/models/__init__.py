@@ -1,0 +1,1 @@
+"""Language-model runtime: one LanguageModel protocol over local and remote backends."""

@@ -1,0 +1,296 @@
+"""The llama.cpp backend: a GGUF file run by llama-cpp-python, the fast path on CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.core.errors import ConfigError, ModelError
+from bot.models.base import GenerationParams, ModelBase, Prompt
+from bot.models.threaded import WorkerControl, stream_in_worker
+
+log = logging.getLogger(__name__)
+
+# Sampling the Params do not expose: llama.cpp's own defaults, which suit small models.
+_TOP_K = 40
+_MIN_P = 0.05
+
+
+@dataclass
+class _Slot:
+    """One llama.cpp context (a Llama object) and the cache_key whose prompt it holds."""
+
+    llm: Any
+    key: str | None = None
+    busy: bool = False
+    used_at: float = 0.0
+
+
+class LlamaContextPool:
+    """A few Llama contexts over one GGUF file, handed out by cache_key.
+
+    llama.cpp keeps the KV cache of the last prompt a context evaluated, and reuses its
+    longest common prefix. A story's next prompt mostly repeats its last one, so each
+    story (cache_key) keeps to its own context while the pool has room; the least
+    recently used idle context is taken over when it has not. Weights are memory-mapped,
+    so the page cache shares them between contexts; each context adds its KV cache and
+    compute buffers.
+    """
+
+    def __init__(self, factory, size: int) -> None:
+        self._factory = factory
+        self.size = size
+        self._slots: list[_Slot] = []
+        self._lock = threading.Lock()
+
+    @property
+    def contexts(self) -> int:
+        return len(self._slots)
+
+    def add(self, llm: Any) -> None:
+        with self._lock:
+            self._slots.append(_Slot(llm))
+
+    def acquire(self, key: str) -> _Slot:
+        with self._lock:
+            idle = [s for s in self._slots if not s.busy]
+            slot = next((s for s in idle if s.key == key), None)
+            create = slot is None and len(self._slots) < self.size
+            if slot is None and not create:
+                if not idle:  # only when max_concurrent > size, which the backend prevents
+                    raise ModelError("no idle llama.cpp context")
+                slot = min(idle, key=lambda s: s.used_at)
+                log.debug("llama context taken over from key=%s by key=%s", slot.key, key)
+            if slot is not None:
+                slot.busy, slot.key = True, key
+                return slot
+            # Reserve the place before the slow load, outside the lock.
+            slot = _Slot(None, key=key, busy=True)
+            self._slots.append(slot)
+        try:
+            slot.llm = self._factory()
+        except BaseException:
+            with self._lock:
+                self._slots.remove(slot)
+            raise
+        return slot
+
+    def release(self, slot: _Slot) -> None:
+        with self._lock:
+            slot.busy = False
+            slot.used_at = time.monotonic()
+
+    def close(self) -> None:
+        with self._lock:
+            for slot in self._slots:
+                if slot.llm is not None and not slot.busy:
+                    slot.llm.close()
+            self._slots.clear()
+
+
+class LlamaCppModel(ModelBase):
+    """A GGUF model on llama.cpp: chat template from the GGUF header, KV caches pooled by cache_key."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        n_threads: int | None = None,
+        context_window: int | None = None,
+        max_concurrent: int = 1,
+        timeout_s: float = 120.0,
+        cache_slots: int = 2,
+        setting: str = "lm.model",
+    ) -> None:
+        super().__init__(max_concurrent=max_concurrent, timeout_s=timeout_s)
+        self.path = Path(path)
+        self.name = name or self.path.stem
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.context_window = context_window or 4096
+        self._context_setting = context_window
+        self.setting = setting
+        # Every running generation needs its own context.
+        self.pool = LlamaContextPool(self._new_context, max(cache_slots, max_concurrent))
+        self._formatter: Any = None
+        self._eog: Any = None
+        self.last_stats: dict[str, float | int] = {}
+
+    def _new_context(self) -> Any:
+        import llama_cpp
+
+        started = time.perf_counter()
+        llm = llama_cpp.Llama(
+            model_path=str(self.path),
+            n_ctx=self.context_window,
+            n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
+            verbose=False,
+        )
+        log.info(
+            "llama.cpp context loaded model=%s ctx=%d threads=%d s=%.2f",
+            self.name, self.context_window, self.n_threads, time.perf_counter() - started,
+        )
+        return llm
+
+    async def start(self) -> None:
+        if self.pool.contexts == 0:
+            await asyncio.to_thread(self._load)
+
+    def _load(self) -> None:
+        try:
+            import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as exc:
+            raise ConfigError(
+                "setting `lm.backend` = llama_cpp needs llama-cpp-python: pip install 'tandem[llama]' "
+                f"(builds from source, ~8 min on 2 cores), or set lm.backend = \"transformers\" ({exc})"
+            ) from exc
+        if not self.path.is_file():
+            raise ConfigError(f"setting `{self.setting}`: GGUF file {self.path} does not exist")
+        if self._context_setting is None:
+            # The model's trained length, capped to bound the KV cache of every pooled context.
+            probe = llama_cpp.Llama(model_path=str(self.path), vocab_only=True, verbose=False)
+            self.context_window = min(4096, probe._model.n_ctx_train() or 4096)
+            probe.close()
+        try:
+            llm = self._new_context()
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ConfigError(f"setting `{self.setting}`: llama.cpp cannot load GGUF file {self.path}: {exc}") from exc
+        self.pool.add(llm)
+        template = llm.metadata.get("tokenizer.chat_template")
+        if template:
+            text = llm._model.token_get_text
+            eos, bos = llm.token_eos(), llm.token_bos()
+            self._formatter = Jinja2ChatFormatter(
+                template=template, eos_token=text(eos) if eos != -1 else "", bos_token=text(bos) if bos != -1 else ""
+            )
+        vocab = llm._model.vocab
+        self._eog = lambda token: llama_cpp.llama_vocab_is_eog(vocab, token)
+
+    async def close(self) -> None:
+        self.pool.close()
+
+    def count_tokens(self, text: str) -> int:
+        llm = self._any_context()
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _any_context(self) -> Any:
+        if self.pool.contexts == 0:
+            raise ModelError(f"{self.name}: start() was not called")
+        return self.pool._slots[0].llm
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """Token ids of a raw prompt, or of chat messages rendered with the GGUF's template."""
+        llm = self._any_context()
+        if isinstance(prompt, str):
+            return llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        if self._formatter is None:
+            raise ModelError(f"{self.name} has no chat template; pass a plain string prompt instead")
+        rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in prompt])
+        # The template writes BOS itself, so tokenising must not add another.
+        return llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def stream(
+        self, prompt: Prompt, params: GenerationParams, *, cache_key: str | None = None
+    ) -> AsyncIterator[str]:
+        if self.pool.contexts == 0:
+            raise ModelError(f"{self.name}: start() was not called")
+        params = params.with_seed()
+        return stream_in_worker(
+            lambda control: self._generate(control, prompt, params, cache_key or ""),
+            slots=self._slots,
+            timeout_s=self.timeout_s,
+            stops=params.stop,
+            label=self.name,
+        )
+
+    def _generate(self, control: WorkerControl, prompt: Prompt, params: GenerationParams, key: str) -> None:
+        tokens = self.encode_prompt(prompt)
+        if len(tokens) >= self.context_window:
+            raise ModelError(
+                f"{self.name}: prompt of {len(tokens)} tokens does not fit the context window of {self.context_window}"
+            )
+        max_new = min(params.max_new_tokens, self.context_window - len(tokens))
+        slot = self.pool.acquire(key)
+        llm = slot.llm
+        started = time.perf_counter()
+        cached = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens], tokens)
+        banned = self._banned_processor(llm, params)
+        llm.set_seed(params.seed)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        tokens_out = 0
+        first_token_s = -1.0
+        steps = llm.generate(
+            tokens,
+            top_k=_TOP_K,
+            top_p=params.top_p,
+            min_p=_MIN_P,
+            temp=params.temperature,
+            repeat_penalty=params.repetition_penalty,
+            logits_processor=banned,
+        )
+        try:
+            for token in steps:
+                if tokens_out == 0:
+                    first_token_s = time.perf_counter() - started
+                if self._eog(token):
+                    break
+                tokens_out += 1
+                piece = decoder.decode(llm.detokenize([token]))
+                if piece:
+                    control.emit(piece)
+                if tokens_out >= max_new:
+                    break
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                control.emit(tail)
+        finally:
+            steps.close()
+            self.pool.release(slot)
+            self.last_stats = {
+                "prompt_tokens": len(tokens),
+                "cached_tokens": cached,
+                "new_tokens": tokens_out,
+                "first_token_s": first_token_s,
+                "total_s": time.perf_counter() - started,
+            }
+            log.debug("generated model=%s key=%s %s", self.name, key, self.last_stats)
+
+    def _banned_processor(self, llm: Any, params: GenerationParams) -> Any:
+        variants = params.variants_of_banned_words()
+        if not variants:
+            return None
+        from llama_cpp import LogitsProcessorList
+
+        seqs = [llm.tokenize(v.encode("utf-8"), add_bos=False, special=False) for v in variants]
+        return LogitsProcessorList([BannedSequences([s for s in seqs if s])])
+
+
+class BannedSequences:
+    """llama.cpp logits processor: forbids the last token of a banned token sequence once
+    the tokens before it have been generated (a one-token word is always forbidden);
+    the same rule as transformers' bad_words_ids."""
+
+    def __init__(self, sequences: Sequence[Sequence[int]]) -> None:
+        self._single = sorted({s[0] for s in sequences if len(s) == 1})
+        self._multi = [list(s) for s in sequences if len(s) > 1]
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
+
+        if self._single:
+            scores[self._single] = -np.inf
+        for seq in self._multi:
+            head = len(seq) - 1
+            if len(input_ids) >= head and list(input_ids[-head:]) == seq[:-1]:
+                scores[seq[-1]] = -np.inf
+        return scores

@@ -1,0 +1,1 @@
+"""Natural-language understanding: the intent catalogue and the annotators that read messages."""

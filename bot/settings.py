@@ -1,0 +1,150 @@
+"""The one typed settings object: defaults < tandem.toml < TANDEM_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.core.errors import ConfigError
+from bot.channels.telegram_config import TelegramConfig
+from bot.models.config import LmConfig
+from bot.nlu.config import NluConfig
+
+# The folder this checkout lives in: graphs, intents and the default data folder are found from here.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Keys that hold secrets (dotted for nested tables); accepted only from the environment, never a file.
+SECRET_KEYS = ("telegram_token", "admin_token", "telegram_webhook_secret", "lm.api_key")
+
+
+class ServerConfig(BaseModel):
+    """The aiohttp server: where it listens and what it accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # Origins allowed to embed the widget / call the API cross-origin ("*" allows any).
+    allowed_origins: tuple[str, ...] = ()
+    # Largest request body accepted, in bytes.
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+
+
+class DispatcherConfig(BaseModel):
+    """How turns are processed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Seconds a turn may take before the user gets a polite "that took too long" answer.
+    turn_timeout_s: float = Field(20.0, gt=0)
+    # Longer messages are refused with a clear answer (characters, after trimming).
+    max_text_chars: int = Field(4096, ge=1)
+    # Earlier messages handed to skills as context.
+    history_turns: int = Field(10, ge=0)
+    default_language: str = "en"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, built once at start-up by `load_settings()` and passed down in slices."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TANDEM_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = PROJECT_ROOT / "data"
+    # SQLAlchemy URL; empty means a SQLite file `tandem.sqlite3` in data_dir.
+    database_url: SecretStr = SecretStr("")
+    graphs_dir: Path = PROJECT_ROOT / "dialog_graphs"
+    intents_dir: Path = PROJECT_ROOT / "intents"
+    log_level: str = "INFO"
+
+    server: ServerConfig = ServerConfig()
+    dispatcher: DispatcherConfig = DispatcherConfig()
+    nlu: NluConfig = NluConfig()
+    lm: LmConfig = LmConfig()
+    telegram: TelegramConfig = TelegramConfig()
+    # Per-skill tables, validated by each skill's own config model at start-up.
+    skills: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # Secrets: from the environment only (TANDEM_TELEGRAM_TOKEN, TANDEM_ADMIN_TOKEN, ...).
+    telegram_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    admin_token: SecretStr | None = None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        url = self.database_url.get_secret_value()
+        return url or f"sqlite+aiosqlite:///{self.data_dir / 'tandem.sqlite3'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (the TOML file, passed in by load_settings) has the lowest priority after defaults.
+        return (env_settings, init_settings)
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Build the settings once; a wrong value raises ConfigError naming the key and where it came from.
+
+    The TOML file is `config_file`, else $TANDEM_CONFIG, else ./tandem.toml when it exists.
+    """
+    env_path = os.environ.get("TANDEM_CONFIG")
+    path = config_file or (Path(env_path) if env_path else None)
+    if path is None and Path("tandem.toml").is_file():
+        path = Path("tandem.toml")
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        for key in SECRET_KEYS:
+            if _has_key(file_values, key.split(".")):
+                env_name = "TANDEM_" + key.replace(".", "__").upper()
+                raise ConfigError(f"{path}: `{key}` is a secret; set it in the environment as {env_name}")
+    try:
+        return Settings(**file_values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+
+
+def _has_key(values: dict[str, Any], parts: list[str]) -> bool:
+    for part in parts[:-1]:
+        values = values.get(part)
+        if not isinstance(values, dict):
+            return False
+    return parts[-1] in values
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        env_name = "TANDEM_" + "__".join(str(p) for p in err["loc"]).upper()
+        source = f"{path} or {env_name}" if path else env_name
+        lines.append(f"setting `{key}` ({source}): {err['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)

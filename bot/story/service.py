@@ -1,0 +1,426 @@
+"""StoryService: every story action (start, continue, choose, retry, undo, redo, edit, branch, ...)
+for the story skill, the HTTP API and later channels, without going through text commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot.core.errors import InputError
+from bot.models.base import LanguageModel
+from bot.story.export import FORMATS, export_json, export_markdown, export_text, parse_import
+from bot.story.generation import PassageGenerator
+from bot.story.settings import StorySettings
+from bot.story.tree import (
+    CandidateDone, GenerationDone, PassageDelta, StoryView, build_view, passage_json, path_to,
+)
+from bot.storage.stories import LoreRecord, NewPassage, PassageRecord, StoryRecord, StoryRepo
+
+log = logging.getLogger(__name__)
+
+StoryEvent = PassageDelta | CandidateDone | GenerationDone
+MAX_TITLE_CHARS = 200
+DEFAULT_TITLE = {"en": "Untitled story", "ru": "История без названия"}
+
+
+class StoryService:
+    """Story actions for one user at a time; `user_id` is always the acting user, and another
+    user's story is NotFound. Actions on one story are serialised by a per-story lock."""
+
+    def __init__(self, repo: StoryRepo, model: LanguageModel, *, defaults: StorySettings | None = None,
+                 max_passage_chars: int = 4000, summary_tokens: int = 150) -> None:
+        self.repo = repo
+        self.model = model
+        self.defaults = defaults or StorySettings()
+        self.max_passage_chars = max_passage_chars
+        self.generator = PassageGenerator(repo, model, summary_tokens=summary_tokens)
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, story_id: int) -> asyncio.Lock:
+        lock = self._locks.get(story_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[story_id] = lock
+        return lock
+
+    # --- checks ------------------------------------------------------------------
+
+    def check_passage(self, text: object) -> str:
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("That passage is empty. Write what happens next, or say /continue and I'll write it.")
+        text = text.strip()
+        if len(text) > self.max_passage_chars:
+            raise InputError(f"That passage is too long ({len(text)} characters; the limit is "
+                             f"{self.max_passage_chars}). Please send it in shorter parts.")
+        return text
+
+    @staticmethod
+    def check_title(title: object) -> str:
+        if not isinstance(title, str) or not title.strip():
+            raise InputError("The title is empty. Give the story a name, e.g. /rename The Lantern.")
+        title = " ".join(title.split())
+        if len(title) > MAX_TITLE_CHARS:
+            raise InputError(f"That title is too long ({len(title)} characters; the limit is {MAX_TITLE_CHARS}).")
+        return title
+
+    def settings_of(self, story: StoryRecord) -> StorySettings:
+        return StorySettings.load(story.settings, self.defaults)
+
+    async def _state(self, user_id: int, story_id: int) -> tuple[StoryRecord, dict[int, PassageRecord]]:
+        story = await self.repo.get_story(user_id, story_id)
+        return story, await self.repo.passages(user_id, story_id)
+
+    async def view(self, user_id: int, story_id: int) -> StoryView:
+        story, tree = await self._state(user_id, story_id)
+        return build_view(story, tree, self.settings_of(story).model_dump())
+
+    # --- stories -----------------------------------------------------------------
+
+    async def start(self, user_id: int, *, title: str | None = None, genre: str | None = None,
+                    premise: str | None = None, style: str | None = None, language: str = "en",
+                    text: str | None = None, settings: dict[str, Any] | None = None) -> StoryView:
+        """A new story; `text` is the user's first passage (else the model opens it on /continue)."""
+        language = language if language in ("en", "ru") else "en"
+        title = self.check_title(title) if title else DEFAULT_TITLE[language]
+        chosen = self.defaults.changed(settings) if settings else self.defaults
+        first = self.check_passage(text) if text is not None else None
+        for label, value, limit in (("genre", genre, 100), ("style", style, 200), ("premise", premise, 2000)):
+            if value is not None and len(value) > limit:
+                raise InputError(f"The {label} is too long ({len(value)} characters; the limit is {limit}).")
+        story = await self.repo.create_story(user_id, title, language=language, genre=genre or None,
+                                             premise=premise or None, style=style or None,
+                                             settings=chosen.model_dump())
+        if first is not None:
+            await self.repo.add_passages(user_id, story.id, [NewPassage("user", first)], cursor={})
+        log.info("story started story=%s user=%s language=%s", story.id, user_id, language)
+        return await self.view(user_id, story.id)
+
+    async def list_stories(self, user_id: int) -> list[dict[str, Any]]:
+        return [
+            {"id": s.id, "title": s.title, "language": s.language, "passages": n, "genre": s.genre,
+             "updated_at": s.updated_at.isoformat()}
+            for s, n in await self.repo.list_stories(user_id)
+        ]
+
+    async def rename(self, user_id: int, story_id: int, title: str) -> StoryView:
+        await self.repo.update_story(user_id, story_id, title=self.check_title(title))
+        return await self.view(user_id, story_id)
+
+    async def delete(self, user_id: int, story_id: int) -> None:
+        async with self._lock(story_id):
+            await self.repo.delete_story(user_id, story_id)
+        log.info("story deleted story=%s user=%s", story_id, user_id)
+
+    async def set_memory(self, user_id: int, story_id: int, text: str) -> StoryView:
+        await self.repo.update_story(user_id, story_id, memory=self._check_note(text, "memory"))
+        return await self.view(user_id, story_id)
+
+    async def set_author_note(self, user_id: int, story_id: int, text: str) -> StoryView:
+        await self.repo.update_story(user_id, story_id, author_note=self._check_note(text, "author's note"))
+        return await self.view(user_id, story_id)
+
+    def _check_note(self, text: object, label: str) -> str:
+        if not isinstance(text, str):
+            raise InputError(f"The {label} must be text.")
+        if len(text) > self.max_passage_chars:
+            raise InputError(f"The {label} is too long ({len(text)} characters; the limit is "
+                             f"{self.max_passage_chars}).")
+        return text.strip()
+
+    async def lore(self, user_id: int, story_id: int) -> list[LoreRecord]:
+        return await self.repo.lore(user_id, story_id)
+
+    async def set_lore(self, user_id: int, story_id: int, keys: Sequence[str], text: str) -> LoreRecord:
+        keys = [k.strip() for k in keys if k and k.strip()]
+        if not keys or not isinstance(text, str) or not text.strip():
+            raise InputError("A lore entry needs keywords and text, e.g. /lore dragon, Smaug: an old red dragon.")
+        if len(", ".join(keys)) > 300 or len(text) > self.max_passage_chars:
+            raise InputError("That lore entry is too long.")
+        return await self.repo.set_lore(user_id, story_id, keys, text.strip())
+
+    async def remove_lore(self, user_id: int, story_id: int, lore_id: int) -> None:
+        await self.repo.remove_lore(user_id, story_id, lore_id)
+
+    async def update_settings(self, user_id: int, story_id: int, changes: dict[str, Any]) -> StorySettings:
+        async with self._lock(story_id):
+            story = await self.repo.get_story(user_id, story_id)
+            settings = self.settings_of(story).changed(changes)
+            await self.repo.update_story(user_id, story_id, settings=settings.model_dump())
+            return settings
+
+    # --- writing -----------------------------------------------------------------
+
+    async def write(self, user_id: int, story_id: int, text: str) -> StoryView:
+        """Add the user's passage after the head, without asking the model for anything."""
+        text = self.check_passage(text)
+        async with self._lock(story_id):
+            story = await self.repo.get_story(user_id, story_id)
+            await self.repo.add_passages(user_id, story_id, [NewPassage("user", text, story.head_id)], cursor={})
+        return await self.view(user_id, story_id)
+
+    async def continue_(self, user_id: int, story_id: int, *, text: str | None = None,
+                        candidates: int | None = None) -> AsyncIterator[StoryEvent]:
+        """Optionally add the user's passage, then generate candidates for the next one.
+        Pending candidates of an earlier turn are set aside (they stay stored)."""
+        text = self.check_passage(text) if text is not None else None
+        n = self._check_count(candidates)
+        async with self._lock(story_id):
+            story, tree = await self._state(user_id, story_id)
+            user_passage = None
+            if text is not None:
+                story, (user_passage,) = await self.repo.add_passages(
+                    user_id, story_id, [NewPassage("user", text, story.head_id)], cursor={}
+                )
+                tree[user_passage.id] = user_passage
+            async for event in self._generate(user_id, story, tree, story.head_id, n, user_passage):
+                yield event
+
+    async def retry(self, user_id: int, story_id: int, *, candidates: int | None = None) -> AsyncIterator[StoryEvent]:
+        """New candidates in place of the last model passage (or of the candidates waiting)."""
+        n = self._check_count(candidates)
+        async with self._lock(story_id):
+            story, tree = await self._state(user_id, story_id)
+            head = tree.get(story.head_id) if story.head_id is not None else None
+            if story.cursor.get("pending"):
+                parent = story.cursor.get("pending_parent")
+            elif head is not None and head.author in ("model", "edited"):
+                parent = head.parent_id
+            else:
+                parent = story.head_id
+            async for event in self._generate(user_id, story, tree, parent, n, None):
+                yield event
+
+    def _check_count(self, candidates: int | None) -> int | None:
+        if candidates is None:
+            return None
+        if not isinstance(candidates, int) or isinstance(candidates, bool) or not 1 <= candidates <= 5:
+            raise InputError("Ask for 1 to 5 candidates.")
+        return candidates
+
+    async def _generate(self, user_id: int, story: StoryRecord, tree: dict[int, PassageRecord],
+                        parent_id: int | None, n: int | None, user_passage: PassageRecord | None,
+                        ) -> AsyncIterator[StoryEvent]:
+        settings = self.settings_of(story)
+        count = n or settings.candidates
+        path = path_to(tree, parent_id)
+        prompt = await self.generator.prompt(user_id, story, path, settings)
+        made: list[PassageRecord] = []
+        errors: list[str] = []
+        group: int | None = None
+        for index in range(1, count + 1):
+            outcome = None
+            progress: dict[str, Any] = {}
+            try:
+                async for item in self.generator.candidate(story, path, prompt, settings, index, progress):
+                    if isinstance(item, PassageDelta):
+                        yield item
+                    else:
+                        outcome = item
+            except asyncio.CancelledError:
+                # The user stopped the turn or it ran out of time: keep what was shown, incomplete.
+                partial = progress.get("filter")
+                if partial is not None:
+                    partial.finish(complete=False)
+                    if partial.text:
+                        await self._store_candidate(user_id, story, parent_id, partial.text, "stopped",
+                                                    [p.id for p in made], group)
+                raise
+            assert outcome is not None
+            text, error = outcome
+            passage = None
+            if text:
+                pending = [p.id for p in made]
+                story, (passage,) = await self._store_candidate(
+                    user_id, story, parent_id, text, error, pending, group
+                )
+                group = passage.candidate_group
+                made.append(passage)
+            if error or not text:
+                errors.append(error or "The model wrote nothing usable.")
+            yield CandidateDone(index, passage, error or (None if text else "The model wrote nothing usable."))
+            if isinstance(error, str) and outcome_is_fatal(error):
+                break
+        auto = False
+        if len(made) == 1 and count == 1:
+            story = await self.repo.move_cursor(user_id, story.id, made[0].id, {}, chosen_id=made[0].id)
+            auto = True
+        tree = await self.repo.passages(user_id, story.id)
+        view = build_view(story, tree, settings.model_dump())
+        log.info("story generated story=%s candidates=%d errors=%d", story.id, len(made), len(errors))
+        yield GenerationDone(view, user_passage, made, errors, auto)
+
+    async def _store_candidate(self, user_id: int, story: StoryRecord, parent_id: int | None, text: str,
+                               error: str | None, pending: list[int], group: int | None):
+        status = "incomplete" if error else "complete"
+        new = NewPassage("model", text, parent_id, status=status, candidate=True)
+        # Shielded: stored even while the turn is being cancelled, so what was generated is never lost.
+        return await asyncio.shield(self.repo.add_passages(
+            user_id, story.id, [new], keep_head=True, candidate_group=group, append_pending=True,
+            cursor={"pending": pending, "pending_parent": parent_id},
+        ))
+
+    async def choose(self, user_id: int, story_id: int, *, number: int | None = None,
+                     passage_id: int | None = None) -> StoryView:
+        async with self._lock(story_id):
+            story = await self.repo.get_story(user_id, story_id)
+            pending: list[int] = list(story.cursor.get("pending", []))
+            if not pending:
+                raise InputError("There are no candidates to choose from. Say /continue to get some.")
+            if passage_id is not None:
+                if passage_id not in pending:
+                    raise InputError(f"Passage {passage_id} is not one of the candidates waiting.")
+                chosen = passage_id
+            else:
+                if not isinstance(number, int) or not 1 <= number <= len(pending):
+                    raise InputError(f"There is no candidate {number}; choose 1 to {len(pending)}.")
+                chosen = pending[number - 1]
+            await self.repo.move_cursor(user_id, story_id, chosen, {}, chosen_id=chosen)
+        return await self.view(user_id, story_id)
+
+    # --- moving around the tree ----------------------------------------------------
+
+    async def undo(self, user_id: int, story_id: int) -> StoryView:
+        async with self._lock(story_id):
+            story, tree = await self._state(user_id, story_id)
+            # Candidates waiting are set aside (they stay stored) along with the step back.
+            if story.head_id is None or story.head_id not in tree:
+                raise InputError("Nothing to undo: the story is at its beginning.")
+            head = tree[story.head_id]
+            redo = [*story.cursor.get("redo", []), head.id]
+            await self.repo.move_cursor(user_id, story_id, head.parent_id, {"redo": redo})
+        return await self.view(user_id, story_id)
+
+    async def redo(self, user_id: int, story_id: int) -> StoryView:
+        async with self._lock(story_id):
+            story, tree = await self._state(user_id, story_id)
+            redo = list(story.cursor.get("redo", []))
+            if not redo or redo[-1] not in tree or tree[redo[-1]].parent_id != story.head_id:
+                raise InputError("Nothing to redo.")
+            target = redo.pop()
+            await self.repo.move_cursor(user_id, story_id, target, {"redo": redo})
+        return await self.view(user_id, story_id)
+
+    async def branch(self, user_id: int, story_id: int, *, number: int | None = None,
+                     passage_id: int | None = None) -> StoryView:
+        """Continue from an earlier passage (number on the current path, 0 = before the first,
+        or any passage id); the passages after it stay stored, and /redo walks back to them."""
+        async with self._lock(story_id):
+            story, tree = await self._state(user_id, story_id)
+            path = path_to(tree, story.head_id)
+            if passage_id is not None:
+                if passage_id not in tree:
+                    raise InputError(f"This story has no passage {passage_id}.")
+                target: int | None = passage_id
+            else:
+                if not isinstance(number, int) or not 0 <= number <= len(path):
+                    raise InputError(f"There is no passage {number}; the story has {len(path)}.")
+                target = path[number - 1].id if number else None
+            ids = [p.id for p in path]
+            redo = list(reversed(ids[ids.index(target) + 1:])) if target in ids else (
+                list(reversed(ids)) if target is None else [])
+            await self.repo.move_cursor(user_id, story_id, target, {"redo": redo})
+        return await self.view(user_id, story_id)
+
+    async def edit(self, user_id: int, story_id: int, text: str, *, number: int | None = None,
+                   passage_id: int | None = None) -> StoryView:
+        """A new version of a passage (the last one by default); the passages after it are
+        copied onto the new branch, so the story reads on, and the old branch stays stored."""
+        text = self.check_passage(text)
+        async with self._lock(story_id):
+            story, tree = await self._state(user_id, story_id)
+            path = path_to(tree, story.head_id)
+            if not path:
+                raise InputError("There is no passage to edit yet.")
+            if passage_id is not None:
+                index = next((i for i, p in enumerate(path) if p.id == passage_id), None)
+                if index is None:
+                    raise InputError(f"Passage {passage_id} is not in the current story.")
+            elif number is None:
+                index = len(path) - 1
+            elif not isinstance(number, int) or not 1 <= number <= len(path):
+                raise InputError(f"There is no passage {number}; the story has {len(path)}.")
+            else:
+                index = number - 1
+            original = path[index]
+            if text == original.text:
+                raise InputError("That is the same text as before; nothing changed.")
+            author = "user" if original.author == "user" else "edited"
+            new = [NewPassage(author, text, original.parent_id, source_id=original.id)]
+            for offset, later in enumerate(path[index + 1:]):
+                new.append(NewPassage(later.author, later.text, parent_index=offset, status=later.status,
+                                      source_id=later.id))
+            await self.repo.add_passages(user_id, story_id, new, cursor={})
+        return await self.view(user_id, story_id)
+
+    # --- side requests -------------------------------------------------------------
+
+    async def character(self, user_id: int, story_id: int, name: str, question: str,
+                        history: Sequence[tuple[str, str]] = ()) -> AsyncIterator[str]:
+        """A character of the story answers `question` in their own voice; nothing is stored."""
+        name = " ".join((name or "").split())
+        if not name or len(name) > 60:
+            raise InputError("Name the character (up to 60 characters), e.g. /character Mira: where were you?")
+        if not isinstance(question, str) or not question.strip():
+            raise InputError(f"What would you like to ask {name}?")
+        if len(question) > 1000:
+            raise InputError("That question is too long (the limit is 1000 characters).")
+        story, tree = await self._state(user_id, story_id)
+        async for piece in self.generator.character(user_id, story, path_to(tree, story.head_id),
+                                                    self.settings_of(story), name, question.strip(), history):
+            yield piece
+
+
+
+    # --- export and import -----------------------------------------------------------
+
+    async def export(self, user_id: int, story_id: int, fmt: str) -> tuple[str, str, str]:
+        """(file name, content type, content) of the story in `fmt`: md, txt or json."""
+        fmt = (fmt or "").lower().lstrip(".")
+        if fmt not in FORMATS:
+            raise InputError("Export as md, txt or json, e.g. /export md.")
+        story, tree = await self._state(user_id, story_id)
+        view = build_view(story, tree, self.settings_of(story).model_dump())
+        if fmt == "md":
+            content = export_markdown(view)
+        elif fmt == "txt":
+            content = export_text(view)
+        else:
+            lore = await self.repo.lore(user_id, story_id)
+            content = export_json(view, tree, lore, await self.repo.summaries(user_id, story_id))
+        return f"{_file_stem(story.title)}.{fmt}", FORMATS[fmt], content
+
+    async def import_(self, user_id: int, data: str | dict[str, Any]) -> StoryView:
+        """A new story of this user from a JSON export; nothing is stored when the export is invalid."""
+        imported = parse_import(data)
+        settings = imported.meta.get("settings") or {}
+        try:
+            checked = StorySettings.load(dict(settings), self.defaults)
+        except ValidationError:
+            checked = self.defaults  # an export from a newer or older version: fall back to defaults
+        meta = {**imported.meta, "settings": checked.model_dump()}
+        story = await self.repo.import_story(user_id, replace(imported, meta=meta))
+        log.info("story imported story=%s user=%s passages=%d", story.id, user_id, len(imported.passages))
+        return await self.view(user_id, story.id)
+
+    async def tree(self, user_id: int, story_id: int) -> list[dict[str, Any]]:
+        """Every passage of the story, for a channel that draws the branches."""
+        story, tree = await self._state(user_id, story_id)
+        on_path = {p.id: n for n, p in enumerate(path_to(tree, story.head_id), 1)}
+        return [passage_json(p, on_path.get(p.id)) for p in sorted(tree.values(), key=lambda p: p.id)]
+
+
+def _file_stem(title: str) -> str:
+    stem = re.sub(r"[^\w-]+", "-", title.lower(), flags=re.UNICODE).strip("-")
+    return stem[:60] or "story"
+
+
+def outcome_is_fatal(error: str) -> bool:
+    """After a timeout or a missing model, further candidates would fail the same way."""
+    return error.startswith(("timeout", "unavailable"))

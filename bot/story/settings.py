@@ -1,0 +1,79 @@
+"""Per-story settings (candidates and sampling), validated, and parsed from "key=value" text."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.core.errors import InputError
+from bot.models.base import GenerationParams
+
+# Generation ends before these: the model starting the user's side of a dialogue, or chat markers.
+STOP_STRINGS = (
+    "\nUser:", "\nuser:", "\nYou:", "\nHuman:", "\nПользователь:", "\nВы:", "<|im_end|>", "<|endoftext|>",
+    "<|im_start|>", "\n\n\n",
+)
+
+
+class StorySettings(BaseModel):
+    """What a user may change in a story at any time; stored per story as JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Continuations generated per turn to choose from (1 = no choice, the passage is taken).
+    candidates: int = Field(3, ge=1, le=5)
+    # Length of one passage, in tokens.
+    max_new_tokens: int = Field(120, ge=16, le=1024)
+    temperature: float = Field(0.8, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    repetition_penalty: float = Field(1.1, ge=1, le=2)
+
+    def params(self, *, stop: tuple[str, ...] = STOP_STRINGS) -> GenerationParams:
+        return GenerationParams(
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+            repetition_penalty=self.repetition_penalty, stop=stop,
+        )
+
+    @classmethod
+    def load(cls, stored: dict[str, Any], defaults: StorySettings | None = None) -> StorySettings:
+        """Stored values over the defaults; keys from older versions that no longer exist are ignored."""
+        base = (defaults or cls()).model_dump()
+        base.update({k: v for k, v in stored.items() if k in cls.model_fields})
+        return cls.model_validate(base)
+
+    def changed(self, changes: dict[str, Any]) -> StorySettings:
+        """These settings with `changes`, or InputError naming the key and the allowed range."""
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            known = ", ".join(type(self).model_fields)
+            raise InputError(f"Unknown setting {unknown[0]!r}. Known settings: {known}.")
+        try:
+            return type(self).model_validate({**self.model_dump(), **changes})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"])
+            raise InputError(f"Setting {key}: {err['msg']}.") from None
+
+
+_ASSIGNMENT = re.compile(r"^([a-z_]+)\s*=\s*(\S+)$")
+
+
+def parse_assignments(text: str) -> dict[str, Any]:
+    """`"temperature=0.9 candidates=2"` -> {"temperature": 0.9, "candidates": 2}; InputError when malformed."""
+    changes: dict[str, Any] = {}
+    for part in re.split(r"[\s,;]+", text.replace(" = ", "=").strip()):
+        if not part:
+            continue
+        match = _ASSIGNMENT.match(part.lower())
+        if match is None:
+            raise InputError(f"I can't read {part!r}: write settings as key=value, e.g. temperature=0.9 candidates=2.")
+        key, raw = match.groups()
+        try:
+            changes[key] = int(raw) if re.fullmatch(r"-?\d+", raw) else float(raw)
+        except ValueError:
+            raise InputError(f"Setting {key}: {raw!r} is not a number.") from None
+    if not changes:
+        raise InputError("Give at least one setting as key=value, e.g. temperature=0.9.")
+    return changes

@@ -1,0 +1,42 @@
+"""HelpSkill: tells the user what Tandem can do and how to ask for it."""
+
+from __future__ import annotations
+
+from bot.core.skill import Skill, SkillConfig, Turn
+
+HELP_TEXT = {
+    "en": (
+        "I'm Tandem. Here is what I can do:\n"
+        "• write a story together with you, passage by passage (say \"let's write a story\");\n"
+        "• chat about this and that;\n"
+        "• take your feedback: rate our conversation from 1 to 5 (say \"leave feedback\").\n"
+        "Say \"cancel\" to stop what we're doing, or \"start over\" to begin again."
+    ),
+    "ru": (
+        "Я Тандем. Вот что я умею:\n"
+        "• писать вместе с вами историю, отрывок за отрывком (скажите «давай напишем историю»);\n"
+        "• болтать о том о сём;\n"
+        "• принимать отзывы: оцените разговор от 1 до 5 (скажите «оставить отзыв»).\n"
+        "Скажите «отмена», чтобы остановить текущее действие, или «начать заново»."
+    ),
+}
+SUGGESTIONS = {
+    "en": ("Let's write a story", "Leave feedback"),
+    "ru": ("Давай напишем историю", "Оставить отзыв"),
+}
+
+
+class HelpConfig(SkillConfig):
+    # Replace the built-in help text, per language ({"en": "...", "ru": "..."}).
+    text: dict[str, str] = {}
+
+
+class HelpSkill(Skill):
+    name = "help"
+    intents = ("help",)
+    description = "Explains what Tandem can do."
+    config_model = HelpConfig
+
+    async def respond(self, turn: Turn) -> str:
+        turn.suggest(*SUGGESTIONS.get(turn.language, SUGGESTIONS["en"]))
+        return turn.say({**HELP_TEXT, **self.config.text})

@@ -1,0 +1,168 @@
+"""The JSON HTTP API through aiohttp's test client: the whole flow, tokens, and every bad input."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.server import init_app
+
+
+@pytest.fixture
+async def client(tandem):
+    async with TestClient(TestServer(init_app(tandem))) as test_client:
+        yield test_client
+
+
+async def open_conversation(client: TestClient, token: str | None = None) -> tuple[str, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await client.post("/api/conversations", headers=headers)
+    assert response.status == 201
+    body = await response.json()
+    return body["conversation_id"], body.get("token", token)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_health(client) -> None:
+    response = await client.get("/healthz")
+    assert response.status == 200 and (await response.json())["status"] == "ok"
+
+
+async def test_a_conversation_end_to_end(client, tandem) -> None:
+    conversation, token = await open_conversation(client)
+    response = await client.post(f"/api/conversations/{conversation}/messages", json={"text": "help"},
+                                 headers=auth(token))
+    assert response.status == 200
+    reply = await response.json()
+    assert reply["skill"] == "help" and "Tandem" in reply["text"] and reply["message_id"]
+
+    response = await client.post(f"/api/messages/{reply['message_id']}/feedback", json={"thumb": "up"},
+                                 headers=auth(token))
+    assert response.status == 201
+    response = await client.post(f"/api/conversations/{conversation}/rating",
+                                 json={"rating": 4, "comment": "nice"}, headers=auth(token))
+    assert response.status == 201
+
+    stored = await tandem.feedback.for_conversation(conversation)
+    assert [(f.kind, f.value, f.comment) for f in stored] == [("thumb", 1, None), ("rating", 4, "nice")]
+    history = await (await client.get(f"/api/conversations/{conversation}/messages", headers=auth(token))).json()
+    assert [m["author"] for m in history["messages"]] == ["user", "bot"]
+
+
+async def test_a_token_reaches_only_its_own_conversations(client) -> None:
+    ann_conversation, ann = await open_conversation(client)
+    bob_conversation, bob = await open_conversation(client)
+    reply = await (await client.post(f"/api/conversations/{ann_conversation}/messages", json={"text": "hi"},
+                                     headers=auth(ann))).json()
+    for method, path, body in [
+        ("post", f"/api/conversations/{ann_conversation}/messages", {"text": "hi"}),
+        ("get", f"/api/conversations/{ann_conversation}/messages", None),
+        ("post", f"/api/conversations/{ann_conversation}/rating", {"rating": 1}),
+        ("post", f"/api/messages/{reply['message_id']}/feedback", {"thumb": "down"}),
+    ]:
+        response = await getattr(client, method)(path, json=body, headers=auth(bob))
+        assert response.status == 404, path
+    listing = await (await client.get("/api/conversations", headers=auth(bob))).json()
+    assert [c["id"] for c in listing["conversations"]] == [bob_conversation]
+
+
+async def test_the_same_token_opens_more_conversations(client) -> None:
+    first, token = await open_conversation(client)
+    second, same = await open_conversation(client, token)
+    assert same == token and second != first
+
+
+async def test_missing_or_unknown_token_is_401(client) -> None:
+    conversation, _ = await open_conversation(client)
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
+        response = await client.post(f"/api/conversations/{conversation}/messages", json={"text": "hi"},
+                                     headers=headers)
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"{not json", "invalid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"text": ""}', "empty"),
+        (b'{"text": "   "}', "empty"),
+        (b'{"text": 42}', "only read text"),
+        (b'{"txt": "hi"}', "only read text"),
+        (b'{"text": "' + b"x" * 4097 + b'"}', "too long"),
+        (b"\xff\xfe\x00garbage", "invalid JSON"),
+    ],
+)
+async def test_bad_messages_get_400_and_change_nothing(client, tandem, body: bytes, message: str) -> None:
+    conversation, token = await open_conversation(client)
+    await client.post(f"/api/conversations/{conversation}/messages", json={"text": "hi"}, headers=auth(token))
+    before = await tandem.conversations.messages(conversation)
+    response = await client.post(f"/api/conversations/{conversation}/messages", data=body,
+                                 headers={**auth(token), "Content-Type": "application/json"})
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert message.lower() in error["message"].lower()
+    assert await tandem.conversations.messages(conversation) == before
+
+
+@pytest.mark.parametrize("rating", [0, 6, -3, 2.5, "5", None, True])
+async def test_ratings_outside_1_to_5_are_refused(client, tandem, rating) -> None:
+    conversation, token = await open_conversation(client)
+    await client.post(f"/api/conversations/{conversation}/rating", json={"rating": 3}, headers=auth(token))
+    response = await client.post(f"/api/conversations/{conversation}/rating", json={"rating": rating},
+                                 headers=auth(token))
+    assert response.status == 400
+    assert [f.value for f in await tandem.feedback.for_conversation(conversation)] == [3]
+
+
+async def test_unknown_ids_are_404(client) -> None:
+    _, token = await open_conversation(client)
+    for path, body in [
+        ("/api/conversations/doesnotexist/messages", {"text": "hi"}),
+        ("/api/conversations/doesnotexist/rating", {"rating": 3}),
+        ("/api/messages/999999/feedback", {"thumb": "up"}),
+        ("/api/messages/notanumber/feedback", {"thumb": "up"}),
+    ]:
+        response = await client.post(path, json=body, headers=auth(token))
+        assert response.status == 404, path
+        assert "error" in await response.json()
+
+
+async def test_thumb_values_are_checked(client) -> None:
+    conversation, token = await open_conversation(client)
+    reply = await (await client.post(f"/api/conversations/{conversation}/messages", json={"text": "help"},
+                                     headers=auth(token))).json()
+    response = await client.post(f"/api/messages/{reply['message_id']}/feedback", json={"thumb": "sideways"},
+                                 headers=auth(token))
+    assert response.status == 400
+    user_message = reply["user_message_id"]
+    response = await client.post(f"/api/messages/{user_message}/feedback", json={"thumb": "up"},
+                                 headers=auth(token))
+    assert response.status == 400
+
+
+async def test_oversized_body_is_413_json(client) -> None:
+    conversation, token = await open_conversation(client)
+    response = await client.post(f"/api/conversations/{conversation}/messages",
+                                 data=b'{"text": "' + b"x" * 70_000 + b'"}',
+                                 headers={**auth(token), "Content-Type": "application/json"})
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "too_large"
+
+
+async def test_unknown_route_is_json_404(client) -> None:
+    response = await client.get("/api/nothing-here")
+    assert response.status == 404 and "error" in await response.json()
+
+
+async def test_streamed_reply_arrives_as_server_sent_events(client) -> None:
+    conversation, token = await open_conversation(client)
+    response = await client.post(f"/api/conversations/{conversation}/messages", json={"text": "help"},
+                                 headers={**auth(token), "Accept": "text/event-stream"})
+    assert response.status == 200
+    body = (await response.read()).decode()
+    assert "event: delta" in body and "event: reply" in body

@@ -1,0 +1,115 @@
+"""Shared fixtures: settings in a temporary data folder, SQLite and PostgreSQL databases, a built app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.settings import PROJECT_ROOT, Settings, load_settings
+
+# Nothing in the suite may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+PG_ADMIN_URL = os.environ.get("TANDEM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_answers() -> bool:
+    try:
+        import asyncpg
+    except ImportError:
+        return False
+
+    async def probe() -> bool:
+        try:
+            connection = await asyncio.wait_for(asyncpg.connect(PG_ADMIN_URL), 3)
+        except Exception:  # noqa: BLE001 - any failure means "not available"
+            return False
+        await connection.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+POSTGRES_AVAILABLE = _postgres_answers()
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from each test's own environment, never from the developer's."""
+    for key in list(os.environ):
+        if key.startswith("TANDEM_") and key != "TANDEM_TEST_PG_URL":
+            monkeypatch.delenv(key)
+
+
+async def _create_pg_database() -> tuple[str, str]:
+    import asyncpg
+
+    name = f"tandem_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return name, f"{base}/{name}"
+
+
+async def _drop_pg_database(name: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, and a new PostgreSQL database when the server answers."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    if not POSTGRES_AVAILABLE:
+        pytest.skip(f"PostgreSQL does not answer at {PG_ADMIN_URL}")
+    name, url = await _create_pg_database()
+    try:
+        yield url
+    finally:
+        await _drop_pg_database(name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("TANDEM_DATA_DIR", str(tmp_path / "data"))
+    return load_settings()
+
+
+@pytest.fixture
+async def tandem(settings: Settings):
+    from bot.app import build_app
+
+    app = await build_app(settings)
+    try:
+        yield app
+    finally:
+        await app.close()
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return PROJECT_ROOT
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """The environment for running `tandem` in a child process during tests."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_") or k == "TANDEM_TEST_PG_URL"}
+    env["HF_HUB_OFFLINE"] = "1"
+    return env

@@ -1,0 +1,1 @@
+"""Tests of bot.dialog: loading, validating, stepping and drawing dialog graphs."""
