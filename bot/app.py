@@ -14,7 +14,7 @@ from bot.dispatch.registry import SkillRegistry
 from bot.dispatch.stream import TurnStream
 from bot.models.base import LanguageModel
 from bot.nlu.catalogue import IntentCatalogue
-from bot.nlu.rules import RuleAnnotator
+from bot.nlu.pipeline import build_annotators
 from bot.settings import Settings
 from bot.storage.conversations import ConversationRepo
 from bot.storage.database import Database
@@ -53,6 +53,7 @@ class Tandem:
         return self.dispatcher.handle_turn
 
     async def close(self) -> None:
+        await self.dispatcher.close()
         for skill in self.skills:
             await skill.close()
         if self.language_model is not None:
@@ -74,6 +75,17 @@ def build_language_model(settings: Settings) -> LanguageModel:
         lambda: build_model(settings.lm, Path(settings.data_dir), progress=False),
         name=settings.lm.model, context_window=settings.lm.context_window or 2048,
     )
+
+
+async def start_annotators(annotators: list[Annotator]) -> None:
+    """Load the annotators' models now (in worker threads), so the first user does not wait."""
+    for annotator in annotators:
+        start = getattr(annotator, "start", None)
+        if start is not None:
+            await start()
+
+
+SHIPPED_SKILLS = (HelpSkill, FeedbackSkill, StorySkill, SmallTalkSkill, FallbackSkill)
 
 
 def build_skills(settings: Settings, feedback: FeedbackRepo, *, stories: StoryRepo | None = None,
@@ -116,7 +128,8 @@ async def build_app(settings: Settings, *, migrate: bool = True,
         skills = build_skills(settings, feedback, stories=StoryRepo(db), language_model=language_model)
         skills.check_intents(catalogue.names)
         graphs = load_graphs(settings, catalogue, skills)
-        annotators: list[Annotator] = [RuleAnnotator(catalogue)]
+        annotators = build_annotators(settings.nlu, catalogue, Path(settings.data_dir))
+        await start_annotators(annotators)
         dispatcher = Dispatcher(
             conversations, skills, annotators, graphs, settings.dispatcher, settings.nlu.intent_threshold
         )

@@ -38,8 +38,12 @@ config_option = click.option(
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Tandem: a socialbot and story co-writing assistant."""
+    from bot.app import SHIPPED_SKILLS
+
+    ctx.obj = {"skill_names": {skill.name for skill in SHIPPED_SKILLS}}
 
 
 @main.command()
@@ -134,8 +138,11 @@ def migrate(config: Path | None) -> None:
 
 def _add_tool_groups() -> None:
     from bot.dialog.cli import graph
+    from bot.nlu.cli import nlu
+    from bot.web.cli import feedback
 
-    main.add_command(graph)
+    for group in (graph, nlu, feedback):
+        main.add_command(group)
 
 
 _add_tool_groups()

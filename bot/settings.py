@@ -31,8 +31,11 @@ class ServerConfig(BaseModel):
     port: int = Field(8080, ge=0, le=65535)
     # Origins allowed to embed the widget / call the API cross-origin ("*" allows any).
     allowed_origins: tuple[str, ...] = ()
-    # Largest request body accepted, in bytes.
-    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Largest request body accepted, in bytes: room for a story's JSON import; chat
+    # messages have their own, much smaller limit (dispatcher.max_text_chars).
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    # Largest WebSocket frame accepted from the widget, in bytes.
+    max_ws_message_bytes: int = Field(64 * 1024, ge=1024)
 
 
 class DispatcherConfig(BaseModel):

@@ -46,3 +46,14 @@ if [[ ! -f "$stamp" ]]; then
   rm -f "$venv"/.installed-"$purpose"-*
   touch "$stamp"
 fi
+
+# The web widget's browser tests drive Debian's Chromium through Playwright's Python package
+# (never `playwright install`, which downloads a browser of its own). Without Chromium they skip.
+if [[ "$purpose" == "test" ]] && ! command -v chromium >/dev/null; then
+  if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "==> installing chromium for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: no chromium found; the widget's browser tests will be skipped (apt-get install chromium)" >&2
+  fi
+fi

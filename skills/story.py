@@ -140,7 +140,8 @@ class StorySkill(Skill):
             if isinstance(event, PassageDelta):
                 if event.candidate not in started:
                     started.add(event.candidate)
-                    yield ("\n\n" if len(started) > 1 else "") + f"[{event.candidate}] "
+                    if event.total > 1:
+                        yield ("\n\n" if len(started) > 1 else "") + f"[{event.candidate}] "
                 yield event.text
             elif isinstance(event, CandidateDone) and event.error:
                 reason = event.error.split(": ", 1)[-1]
@@ -186,7 +187,11 @@ class StorySkill(Skill):
     async def _do_resume(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         if command.number is None:
             raise InputError("Which story? /resume ID (the ids are in /stories).")
-        view = await service.view(turn.user_id, command.number)
+        try:
+            view = await service.view(turn.user_id, command.number)
+        except NotFound:
+            # The open story stays open; only the one asked for is missing.
+            raise InputError(f"Story {command.number} does not exist (or is not yours). /stories lists yours.") from None
         turn.state["story_id"] = view.story.id
         turn.data["story"] = {"story": view.to_json()}
         yield say.render_view(view)

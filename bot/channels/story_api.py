@@ -184,7 +184,7 @@ async def _respond_generation(request: web.Request, events: AsyncIterator[Any]) 
 
 def _sse(event: Any) -> bytes:
     if isinstance(event, PassageDelta):
-        name, data = "delta", {"candidate": event.candidate, "text": event.text}
+        name, data = "delta", {"candidate": event.candidate, "of": event.total, "text": event.text}
     elif isinstance(event, CandidateDone):
         name, data = "candidate", {"candidate": event.candidate, "error": event.error,
                                    "passage": passage_json(event.passage) if event.passage else None}

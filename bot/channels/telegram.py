@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
@@ -22,7 +23,8 @@ from bot.channels import telegram_keyboards as kb
 from bot.channels.services import Services
 from bot.channels.telegram_config import TelegramConfig
 from bot.channels.telegram_delivery import Delivery
-from bot.core.errors import ConfigError, InputError, NotFound
+from bot.channels.telegram_texts import COMMANDS, CONTENT_KINDS, TokenRedactor, language_of, say, split_command
+from bot.core.errors import BotError, ConfigError, InputError, NotFound
 from bot.core.messages import Incoming, Reply
 from bot.storage.channel_state import ChannelStateRepo
 
@@ -30,89 +32,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
-COMMANDS = [
-    ("start", "Say hello"),
-    ("help", "What I can do"),
-    ("story", "Start a new story"),
-    ("continue", "Let me write the next passage"),
-    ("retry", "Rewrite the last passage"),
-    ("undo", "Take back the last passage"),
-    ("redo", "Bring back what you undid"),
-    ("choose", "Pick a candidate passage: /choose 2"),
-    ("export", "Get the story as a file: /export md, txt or json"),
-    ("rate", "Rate our conversation from 1 to 5"),
-    ("feedback", "Tell us what you think"),
-    ("reset", "Start over"),
-    ("language", "Talk in English or Russian"),
-    ("deletemydata", "Delete everything I keep about you"),
-]
 # What a story button says to the story skill, as if the user had typed it.
 STORY_COMMANDS = {kb.STORY_CHOOSE: "/choose {}", kb.STORY_RETRY: "/retry", kb.STORY_UNDO: "/undo"}
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-_CONTENT_KINDS = {
-    "sticker": ("stickers", "стикеры"), "photo": ("photos", "фото"), "voice": ("voice messages", "голосовые"),
-    "audio": ("audio", "аудио"), "video": ("videos", "видео"), "video_note": ("video messages", "видеосообщения"),
-    "animation": ("GIFs", "гифки"), "document": ("files", "файлы"), "location": ("locations", "геопозиции"),
-    "venue": ("places", "места"), "contact": ("contacts", "контакты"), "poll": ("polls", "опросы"),
-    "dice": ("dice", "кубики"),
-}
-
-TEXTS: dict[str, dict[str, str]] = {
-    "not_text": {"en": "Sorry, I can't read {kind} yet, only text. Could you tell me in words?",
-                 "ru": "Извините, я пока не умею читать {kind}, только текст. Напишите словами?"},
-    "edited": {"en": "I only see new messages, not edits. Send it again if you'd like me to answer the new version.",
-               "ru": "Я вижу только новые сообщения, не правки. Отправьте его заново, если хотите ответ на новую версию."},
-    "thanks": {"en": "Thanks for the feedback!", "ru": "Спасибо за отзыв!"},
-    "ask_comment": {"en": "Thank you! Anything you'd like to add? Write a comment, or tap skip.",
-                    "ru": "Спасибо! Хотите что-нибудь добавить? Напишите комментарий или нажмите «пропустить»."},
-    "skip": {"en": "skip", "ru": "пропустить"},
-    "not_yours": {"en": "That button isn't for you.", "ru": "Эта кнопка не для вас."},
-    "stale": {"en": "That button no longer works.", "ru": "Эта кнопка больше не работает."},
-    "not_latest": {"en": "Only the latest passage has these buttons.", "ru": "Эти кнопки есть только у последнего отрывка."},
-    "language_ask": {"en": "Which language shall we talk in?", "ru": "На каком языке будем говорить?"},
-    "language_set": {"en": "Okay, let's talk in English.", "ru": "Хорошо, говорим по-русски."},
-    "delete_ask": {"en": "Delete all your conversations, stories and feedback? This cannot be undone.",
-                   "ru": "Удалить все ваши разговоры, истории и отзывы? Это необратимо."},
-    "deleted": {"en": "Done: everything I kept about you is deleted.", "ru": "Готово: всё, что я хранил о вас, удалено."},
-    "kept": {"en": "Okay, nothing was deleted.", "ru": "Хорошо, ничего не удалено."},
-    "private_only": {"en": "Please send /deletemydata to me in a private chat.",
-                     "ru": "Отправьте /deletemydata мне в личном чате."},
-}
-
-
-def say(key: str, language: str | None, **values: str) -> str:
-    texts = TEXTS[key]
-    return (texts.get(language or "en") or texts["en"]).format(**values)
-
-
-def language_of(user: User | None) -> str | None:
-    code = (user.language_code or "")[:2].lower() if user else ""
-    return code if code in ("en", "ru") else None
-
-
-def split_command(text: str) -> tuple[str | None, str | None, str]:
-    """("help", "TandemBot", "rest") from "/help@TandemBot rest"; (None, None, text) for plain text."""
-    match = re.match(r"^/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]+))?(?:\s+|$)(.*)$", text, re.DOTALL)
-    if not match:
-        return None, None, text
-    return match.group(1).lower(), match.group(2), match.group(3).strip()
-
-
-class TokenRedactor(logging.Filter):
-    """Replaces the bot token in log records (httpx and PTB log request URLs, which contain it)."""
-
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken record is logging's problem, not ours
-            return True
-        if self.token in message:
-            record.msg, record.args = message.replace(self.token, "<telegram-token>"), None
-        return True
 
 
 class TelegramChannel:
@@ -155,6 +77,8 @@ class TelegramChannel:
         return builder.build()
 
     async def start(self) -> None:
+        # Opt in to PTB's coming timedelta durations (RetryAfter.retry_after), so a 429 does not warn.
+        os.environ.setdefault("PTB_TIMEDELTA", "1")
         self._redact_logs(True)
         app = self._build()
         app.add_handler(TypeHandler(Update, self._on_update))
@@ -163,6 +87,8 @@ class TelegramChannel:
             await app.initialize()  # getMe: a wrong token stops start-up here
         except InvalidToken as exc:
             raise ConfigError("Telegram refused the bot token (TANDEM_TELEGRAM_TOKEN)") from exc
+        except TelegramError as exc:
+            raise BotError(f"cannot reach the Telegram Bot API at {self.config.api_base_url}: {exc}") from exc
         self.application = app
         self.delivery = Delivery(app.bot, self.config)
         commands = [BotCommand(name, description) for name, description in COMMANDS]
@@ -261,9 +187,9 @@ class TelegramChannel:
         private = message.chat.type == ChatType.PRIVATE
         text = message.text if private else self._addressed_text(message)
         if text is None:
-            kind = next((k for k in _CONTENT_KINDS if getattr(message, k, None)), None)
+            kind = next((k for k in CONTENT_KINDS if getattr(message, k, None)), None)
             if private and kind is not None:
-                names = _CONTENT_KINDS[kind]
+                names = CONTENT_KINDS[kind]
                 language = language_of(message.from_user)
                 await self._tell(message.chat.id, say("not_text", language, kind=names[language == "ru"]))
             return
@@ -329,7 +255,7 @@ class TelegramChannel:
             except TelegramError as exc:
                 # The reply is stored all the same; the user sees it in /export and the next turns.
                 log.error("telegram reply not delivered chat=%s conversation=%s error=%r", chat.id,
-                          stream.conversation_id if hasattr(stream, "conversation_id") else None, exc)
+                          getattr(stream, "conversation_id", None), exc)
                 return None
             await self._after_reply(chat.id, reply, last)
         return reply
@@ -346,16 +272,17 @@ class TelegramChannel:
         and send an export file when the skill made one."""
         if last is None:
             return
+        if isinstance(reply.data.get("story"), Mapping):
+            # Recorded before any await, so a click on the new buttons is never taken for a stale one.
+            previous = self._story_messages.get(chat_id)
+            self._story_messages[chat_id] = (last.message_id, last.reply_markup)
+            if previous is not None and previous[0] != last.message_id:
+                await self._quietly(self.delivery.edit_markup(chat_id, previous[0], kb.without(previous[1], {kb.STORY})))
         feedback = self.services.feedback
         if reply.message_id is not None:
             await feedback.add_offer(reply.conversation_id, "thumb", CHANNEL)
         if reply.data.get("conversation_end") and not reply.data.get("rating_request"):
             await feedback.add_offer(reply.conversation_id, "rating", CHANNEL)  # the skill stores its own
-        if isinstance(reply.data.get("story"), Mapping):
-            previous = self._story_messages.get(chat_id)
-            if previous is not None and previous[0] != last.message_id:
-                await self._quietly(self.delivery.edit_markup(chat_id, previous[0], kb.without(previous[1], {kb.STORY})))
-            self._story_messages[chat_id] = (last.message_id, last.reply_markup)
         export = reply.data.get("export")
         if isinstance(export, Mapping) and export.get("content") is not None:
             await self._send_file(chat_id, str(export.get("filename") or "story.txt"), export["content"])
@@ -427,6 +354,9 @@ class TelegramChannel:
 
     async def _show_choice(self, message: Message, kinds: set[str], label: str | None) -> None:
         markup = kb.show_choice(message.reply_markup, kinds, label) if label else kb.without(message.reply_markup, kinds)
+        latest = self._story_messages.get(message.chat.id)
+        if latest is not None and latest[0] == message.message_id:
+            self._story_messages[message.chat.id] = (message.message_id, markup)  # what it shows now
         await self._quietly(self.delivery.edit_markup(message.chat.id, message.message_id, markup))
 
     async def _click_thumb(self, query: CallbackQuery, message: Message, callback: kb.Callback,

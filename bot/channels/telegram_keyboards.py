@@ -96,7 +96,7 @@ def reply_markup(reply: Reply, *, offer_rating: bool) -> InlineKeyboardMarkup | 
         rows.extend(story_rows(story))
     if offer_rating:
         rows.append(rating_row(reply.conversation_id))
-    elif reply.suggestions:
+    elif reply.suggestions and not rows:  # story buttons already say "1", "2", "/retry"
         rows.extend(suggestion_rows(reply.suggestions))
     if reply.message_id is not None:
         rows.append(thumbs_row(reply.message_id))

@@ -298,7 +298,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         log.info("ws refused origin=%s", origin)
         raise web.HTTPForbidden(reason="this origin may not embed the chat")
     # heartbeat: pings keep proxies from closing an idle socket and find dead clients.
-    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=services.settings.server.max_body_bytes)
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=services.settings.server.max_ws_message_bytes)
     await ws.prepare(request)
     session = WidgetSession(services, request.app[LEDGER], ws)
     try:

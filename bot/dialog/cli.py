@@ -31,13 +31,19 @@ def graph() -> None:
 @click.option("--intents", "intents_path", type=click.Path(path_type=Path), default=None,
               help="Intent catalogue file or folder (default: intents/).")
 @click.option("--skills", default=None,
-              help="Comma-separated skill names that actions.skill may name (default: not checked).")
-def check(path: Path | None, intents_path: Path | None, skills: str | None) -> None:
+              help="Comma-separated skill names that actions.skill may name "
+                   "(default: the bot's registered skills when run as `tandem graph`, else not checked).")
+@click.pass_context
+def check(ctx: click.Context, path: Path | None, intents_path: Path | None, skills: str | None) -> None:
     """Validate every flow of PATH (default: dialog_graphs/); exit 1 on any error."""
     path = path or default_folder("dialog_graphs")
     try:
         catalogue = IntentCatalogue.load(intents_path or default_folder("intents"))
-        known_skills = {s.strip() for s in skills.split(",") if s.strip()} if skills is not None else None
+        if skills is not None:
+            known_skills = {s.strip() for s in skills.split(",") if s.strip()}
+        else:
+            # The `tandem` command puts its skill names on the context; this module stays below the app.
+            known_skills = (ctx.find_root().obj or {}).get("skill_names")
         registry = FlowRegistry.load(path, known_intents=set(catalogue.names), known_skills=known_skills)
     except (GraphError, CatalogueError) as exc:
         click.echo(str(exc), err=True)

@@ -86,14 +86,26 @@ class Dispatcher:
         self.intent_threshold = intent_threshold
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
+        self._running: set[asyncio.Task] = set()
 
     def handle_turn(self, incoming: Incoming) -> TurnStream:
         """Start a turn and return its stream at once; the turn runs (and is stored) even if
         the caller stops listening."""
         stream = TurnStream()
         task = asyncio.create_task(self._run(incoming, stream))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
         task.add_done_callback(_log_task_death)
         return stream
+
+    async def close(self, grace_s: float = 10.0) -> None:
+        """Let the turns in flight finish (and be stored) before shut-down; cancel stragglers."""
+        if not self._running:
+            return
+        _, pending = await asyncio.wait(set(self._running), timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     # --- the turn ------------------------------------------------------------
 
@@ -257,11 +269,17 @@ class Dispatcher:
         return "complete"
 
     async def _annotate(self, text: str, conversation_id: str) -> Annotations:
+        """Run the annotators in order; a broken or slow one is logged and skipped, since
+        annotations are advice and must not sink or stall the turn."""
         annotations = Annotations()
+        budget = self.config.turn_timeout_s / 2
         for annotator in self.annotators:
             try:
-                await annotator.annotate(text, annotations)
-            except Exception:  # an annotator is advice: a broken one must not sink the turn
+                await asyncio.wait_for(annotator.annotate(text, annotations), budget)
+            except TimeoutError:
+                log.warning("annotator timed out annotator=%s conversation=%s budget_s=%.1f",
+                            annotator.name, conversation_id, budget)
+            except Exception:
                 log.exception("annotator failed annotator=%s conversation=%s", annotator.name, conversation_id)
         return annotations
 

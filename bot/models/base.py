@@ -126,6 +126,8 @@ class StopFilter:
         self.stopped = False
 
     def feed(self, piece: str) -> str:
+        if self.stopped:
+            return ""  # nothing after a stop string is shown, even if a backend runs on
         if not self._stops:
             return piece
         text = self._pending + piece

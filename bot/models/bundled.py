@@ -164,10 +164,13 @@ def bundled_status(data_dir: Path) -> dict[str, str]:
     for key, spec in BUNDLED.items():
         missing = [d for d, m, _ in spec.parts if importlib.util.find_spec(m) is None]
         if missing:
-            status[key] = f"not installed ({len(missing)} of {len(spec.parts)} packages missing): {spec.install_command()}"
+            status[key] = (
+                f"not installed ({len(missing)} of {len(spec.parts)} packages missing): {spec.install_command()}"
+            )
         elif spec.joined:
             target = data_dir / "models" / spec.filename
-            status[key] = f"ready: {target}" if target.is_file() else "installed; joined on first use (tandem model prepare)"
+            joined = target.is_file()
+            status[key] = f"ready: {target}" if joined else "installed; joined on first use (tandem model prepare)"
         else:
             d, m, r = spec.parts[0]
             status[key] = f"ready: {_package_file(spec, d, m, r, 'lm.model')}"

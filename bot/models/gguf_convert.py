@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -34,7 +35,7 @@ def ensure_converted(gguf_path: Path, data_dir: Path, *, setting: str = "lm.mode
         return target
     try:
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
         raise ConfigError(
             f"setting `{setting}`: converting {gguf_path} for the transformers backend needs torch, "
@@ -48,9 +49,11 @@ def ensure_converted(gguf_path: Path, data_dir: Path, *, setting: str = "lm.mode
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch_dtype)
-        config = AutoConfig.from_pretrained(folder, gguf_file=name)
     except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model setting
         raise ConfigError(f"setting `{setting}`: transformers cannot read GGUF file {gguf_path}: {exc}") from exc
+    # Each GGUF read parses the whole header (the vocabulary too: tens of seconds), so the
+    # config is taken from the loaded model rather than read a third time.
+    config = copy.deepcopy(loaded.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.dtype = torch_dtype

@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from bot.core.errors import ConfigError, ModelError
 from bot.models.base import GenerationParams, ModelBase, Prompt
-from bot.models.threaded import WorkerControl, stream_in_worker
+from bot.models.threaded import WorkerControl, WorkerSet, stream_in_worker
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ _MIN_P = 0.05
 
 @dataclass
 class _Slot:
-    """One llama.cpp context (a Llama object) and the cache_key whose prompt it holds."""
+    """One llama.cpp context (a Llama object) and the cache_key whose tokens it holds."""
 
     llm: Any
     key: str | None = None
@@ -34,26 +35,42 @@ class _Slot:
     used_at: float = 0.0
 
 
-class LlamaContextPool:
-    """A few Llama contexts over one GGUF file, handed out by cache_key.
+@dataclass(frozen=True)
+class _SavedSequence:
+    """A story's KV cache copied out of a context: llama.cpp's sequence state and its tokens."""
 
-    llama.cpp keeps the KV cache of the last prompt a context evaluated, and reuses its
-    longest common prefix. A story's next prompt mostly repeats its last one, so each
-    story (cache_key) keeps to its own context while the pool has room; the least
-    recently used idle context is taken over when it has not. Weights are memory-mapped,
-    so the page cache shares them between contexts; each context adds its KV cache and
-    compute buffers.
+    state: Any  # ctypes uint8 array
+    size: int
+    tokens: Any  # numpy int array
+
+
+class LlamaContextPool:
+    """Llama contexts (one per concurrent generation) plus saved KV caches by cache_key.
+
+    llama.cpp keeps the KV cache of the last prompt a context evaluated and reuses its
+    longest common prefix. A story's next prompt mostly repeats its last one, so when a
+    context passes from one story to another, the leaving story's sequence state (its KV
+    cache, ~30 MB per 1k tokens for the 1.5B model) is copied out and the arriving story's
+    is copied back in, LRU-bounded to `cache_slots` saved stories. Copying beats keeping a
+    Llama object per story: every Llama loads its own copy of the weights (llama.cpp
+    repacks Q4_K weights into process memory: +1.8 GB per context for the default model).
     """
 
-    def __init__(self, factory, size: int) -> None:
+    def __init__(self, factory, size: int, cache_slots: int) -> None:
         self._factory = factory
         self.size = size
+        self.cache_slots = cache_slots
         self._slots: list[_Slot] = []
+        self._saved: OrderedDict[str, _SavedSequence] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
     def contexts(self) -> int:
         return len(self._slots)
+
+    @property
+    def saved_keys(self) -> list[str]:
+        return list(self._saved)
 
     def add(self, llm: Any) -> None:
         with self._lock:
@@ -63,25 +80,60 @@ class LlamaContextPool:
         with self._lock:
             idle = [s for s in self._slots if not s.busy]
             slot = next((s for s in idle if s.key == key), None)
-            create = slot is None and len(self._slots) < self.size
-            if slot is None and not create:
-                if not idle:  # only when max_concurrent > size, which the backend prevents
-                    raise ModelError("no idle llama.cpp context")
+            if slot is None and idle:
                 slot = min(idle, key=lambda s: s.used_at)
-                log.debug("llama context taken over from key=%s by key=%s", slot.key, key)
             if slot is not None:
-                slot.busy, slot.key = True, key
-                return slot
-            # Reserve the place before the slow load, outside the lock.
-            slot = _Slot(None, key=key, busy=True)
-            self._slots.append(slot)
-        try:
-            slot.llm = self._factory()
-        except BaseException:
-            with self._lock:
-                self._slots.remove(slot)
-            raise
+                slot.busy = True
+            elif len(self._slots) < self.size:
+                slot = _Slot(None, busy=True)  # reserve the place before the slow load
+                self._slots.append(slot)
+            else:  # only when more generations run than contexts, which the semaphore prevents
+                raise ModelError("no idle llama.cpp context")
+        if slot.llm is None:
+            try:
+                slot.llm = self._factory()
+            except BaseException:
+                with self._lock:
+                    self._slots.remove(slot)
+                raise
+        if slot.key != key:
+            self._switch(slot, key)
         return slot
+
+    def _switch(self, slot: _Slot, key: str) -> None:
+        """Save the leaving story's KV cache and bring back the arriving one's, if kept."""
+        import ctypes
+
+        import llama_cpp
+
+        llm = slot.llm
+        ctx = llm._ctx.ctx
+        with self._lock:  # taken out first, so saving the leaving story cannot evict it
+            saved = self._saved.pop(key, None)
+        if slot.key is not None and llm.n_tokens > 0:
+            size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+            state = (ctypes.c_uint8 * size)()
+            written = llama_cpp.llama_state_seq_get_data(ctx, state, size, 0)
+            with self._lock:
+                self._saved[slot.key] = _SavedSequence(state, written, llm.input_ids[: llm.n_tokens].copy())
+                self._saved.move_to_end(slot.key)
+                while len(self._saved) > self.cache_slots:
+                    evicted, _ = self._saved.popitem(last=False)
+                    log.debug("kv cache evicted key=%s", evicted)
+        slot.key = key
+        if saved is None:
+            return  # the context keeps what it has: a shared prefix (system prompt) still helps
+        llm._ctx.kv_cache_clear()
+        if llama_cpp.llama_state_seq_set_data(ctx, saved.state, saved.size, 0) != saved.size:
+            log.warning("kv cache restore failed key=%s; evaluating the prompt afresh", key)
+            llm.reset()
+            llm._ctx.kv_cache_clear()
+            return
+        n = len(saved.tokens)
+        llm.input_ids[:n] = saved.tokens
+        llm.n_tokens = n
+        # Logits are not part of the sequence state: generate() must re-run the last token.
+        llm._requires_eval = True
 
     def release(self, slot: _Slot) -> None:
         with self._lock:
@@ -94,6 +146,7 @@ class LlamaContextPool:
                 if slot.llm is not None and not slot.busy:
                     slot.llm.close()
             self._slots.clear()
+            self._saved.clear()
 
 
 class LlamaCppModel(ModelBase):
@@ -112,14 +165,16 @@ class LlamaCppModel(ModelBase):
         setting: str = "lm.model",
     ) -> None:
         super().__init__(max_concurrent=max_concurrent, timeout_s=timeout_s)
+        self._workers = WorkerSet()
         self.path = Path(path)
         self.name = name or self.path.stem
         self.n_threads = n_threads or os.cpu_count() or 1
         self.context_window = context_window or 4096
         self._context_setting = context_window
         self.setting = setting
-        # Every running generation needs its own context.
-        self.pool = LlamaContextPool(self._new_context, max(cache_slots, max_concurrent))
+        # Every running generation needs its own context (and, with repacked weights, its own
+        # copy of them); other stories wait as saved KV caches.
+        self.pool = LlamaContextPool(self._new_context, max_concurrent, cache_slots)
         self._formatter: Any = None
         self._eog: Any = None
         self.last_stats: dict[str, float | int] = {}
@@ -156,12 +211,12 @@ class LlamaCppModel(ModelBase):
             ) from exc
         if not self.path.is_file():
             raise ConfigError(f"setting `{self.setting}`: GGUF file {self.path} does not exist")
-        if self._context_setting is None:
-            # The model's trained length, capped to bound the KV cache of every pooled context.
-            probe = llama_cpp.Llama(model_path=str(self.path), vocab_only=True, verbose=False)
-            self.context_window = min(4096, probe._model.n_ctx_train() or 4096)
-            probe.close()
         try:
+            if self._context_setting is None:
+                # The model's trained length, capped to bound the KV cache of every pooled context.
+                probe = llama_cpp.Llama(model_path=str(self.path), vocab_only=True, verbose=False)
+                self.context_window = min(4096, probe._model.n_ctx_train() or 4096)
+                probe.close()
             llm = self._new_context()
         except (ValueError, RuntimeError, OSError) as exc:
             raise ConfigError(f"setting `{self.setting}`: llama.cpp cannot load GGUF file {self.path}: {exc}") from exc
@@ -177,6 +232,9 @@ class LlamaCppModel(ModelBase):
         self._eog = lambda token: llama_cpp.llama_vocab_is_eog(vocab, token)
 
     async def close(self) -> None:
+        # Running generations are cancelled and waited for before the model goes away.
+        if not await asyncio.to_thread(self._workers.stop_all):
+            log.warning("a generation thread did not stop within 10 s model=%s", self.name)
         self.pool.close()
 
     def count_tokens(self, text: str) -> int:
@@ -211,6 +269,7 @@ class LlamaCppModel(ModelBase):
             timeout_s=self.timeout_s,
             stops=params.stop,
             label=self.name,
+            workers=self._workers,
         )
 
     def _generate(self, control: WorkerControl, prompt: Prompt, params: GenerationParams, key: str) -> None:

@@ -76,13 +76,19 @@ class OpenAiModel(ModelBase):
             async with asyncio.timeout(self._connect_timeout_s):
                 async with self._session.get(url) as resp:
                     if resp.status != 200:
-                        raise ModelUnavailable(f"setting `lm.model` = {self.base_url}: GET {url} answered {resp.status}")
+                        raise ModelUnavailable(
+                            f"setting `lm.model` = {self.base_url}: GET {url} answered {resp.status}"
+                        )
                     data = await resp.json()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ModelUnavailable(f"setting `lm.model` = {self.base_url}: server not reachable ({exc!r})") from exc
+            raise ModelUnavailable(
+                f"setting `lm.model` = {self.base_url}: server not reachable ({exc!r})"
+            ) from exc
         models = data.get("data") or []
         if not models:
-            raise ModelUnavailable(f"setting `lm.model` = {self.base_url}: the server lists no model; set lm.served_model")
+            raise ModelUnavailable(
+                f"setting `lm.model` = {self.base_url}: the server lists no model; set lm.served_model"
+            )
         return models[0]["id"]
 
     async def close(self) -> None:

@@ -42,7 +42,9 @@ def resolve_source(model: str, data_dir: Path, *, setting: str = "lm.model", pro
     path = Path(model).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
-            raise ConfigError(f"setting `{setting}`: {path} is a file but not a .gguf; give a GGUF file or a model folder")
+            raise ConfigError(
+                f"setting `{setting}`: {path} is a file but not a .gguf; give a GGUF file or a model folder"
+            )
         return ModelSource("gguf", str(path), path.stem)
     if path.is_dir():
         if (path / "config.json").is_file():

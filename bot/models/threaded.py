@@ -63,6 +63,37 @@ class WorkerControl:
             self.post(_PIECE, tail)
 
 
+class WorkerSet:
+    """The worker threads of one model, so `close()` can stop them and wait: a thread still
+    inside llama.cpp or torch when the interpreter exits aborts the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[threading.Thread, WorkerControl] = {}
+
+    def add(self, thread: threading.Thread, control: WorkerControl) -> None:
+        with self._lock:
+            self._running[thread] = control
+
+    def discard(self, thread: threading.Thread) -> None:
+        with self._lock:
+            self._running.pop(thread, None)
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def stop_all(self, timeout_s: float = 10.0) -> bool:
+        """Cancel every running generation and wait for the threads; False if one hangs."""
+        with self._lock:
+            running = list(self._running.items())
+        for _, control in running:
+            control.cancelled.set()
+        deadline = time.monotonic() + timeout_s
+        for thread, _ in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t, _ in running)
+
+
 async def stream_in_worker(
     work: Callable[[WorkerControl], None],
     *,
@@ -71,6 +102,7 @@ async def stream_in_worker(
     stops: tuple[str, ...],
     label: str,
     on_release: Callable[[], None] | None = None,
+    workers: WorkerSet | None = None,
 ) -> AsyncIterator[str]:
     """Run `work(control)` in a new thread, holding one of `slots` until the thread ends.
 
@@ -112,13 +144,19 @@ async def stream_in_worker(
         finally:
             if on_release is not None:
                 on_release()
+            if workers is not None:
+                workers.discard(threading.current_thread())
             release()
             log.debug("worker done model=%s pieces=%d s=%.3f", label, control.pieces, time.perf_counter() - started)
 
     thread = threading.Thread(target=run, name=f"lm-{label}", daemon=True)
+    if workers is not None:
+        workers.add(thread, control)
     try:
         thread.start()
     except BaseException:
+        if workers is not None:
+            workers.discard(thread)
         slots.release()
         raise
     try:

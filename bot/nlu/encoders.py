@@ -7,6 +7,7 @@ from a worker thread, never on the event loop.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -134,7 +135,16 @@ def resolve_torch_path(spec: str) -> Path:
 
 
 def load_encoder(spec: str, threads: int = 1) -> Encoder:
-    """Load the encoder a setting names: a shipped name ("minilm", "use", "e5") or a model folder."""
+    """Load the encoder a setting names: a shipped name ("minilm", "use", "e5") or a model folder.
+
+    Loaded once per process and shared: inference does not change an encoder, and a second
+    bot in the same process (tests, a second app) should not pay the load again.
+    """
+    return _load_encoder_once(spec, threads)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_encoder_once(spec: str, threads: int) -> Encoder:
     if spec == "use":
         return UseEncoder()
     if spec == "e5":

@@ -3,8 +3,8 @@
 Pure numpy over L2-normalised embeddings. An intent's score is the mean cosine similarity
 of the query to the intent's `top_k` nearest examples, blended with its best description
 match (`description_weight`); an intent without examples is scored by descriptions alone,
-so zero-shot and few-shot intents live in one ranking. Confidence is a logistic map of the
-score around a calibrated `center`: at `center` it is 0.5, the default routing threshold.
+so zero-shot and few-shot intents live in one ranking. A trained IntentAdapter adds learned prototypes to the blend. Confidence is a logistic map of the
+score (less the mean over intents) around a calibrated `center`: at `center` it is 0.5, the default routing threshold.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ class IntentScorer:
         top_k: int = 2,
         center: float = 0.5,
         scale: float = 0.05,
+        prototypes: np.ndarray | None = None,
+        prototype_weight: float = 0.5,
+        baseline_weight: float = 1.0,
     ) -> None:
         self.intents = list(intents)
         self.vectors = np.asarray(vectors, dtype=np.float32)
@@ -66,6 +69,13 @@ class IntentScorer:
         self.top_k = top_k
         self.center = center
         self.scale = scale
+        # Learned per-intent prototypes (IntentAdapter), blended in with `prototype_weight`.
+        self.prototypes = None if prototypes is None else np.asarray(prototypes, dtype=np.float32)
+        self.prototype_weight = prototype_weight if prototypes is not None else 0.0
+        # Confidence is judged on score - baseline_weight * (mean score over all intents): an
+        # encoder that finds every text of a language alike (MiniLM on Russian) lifts all
+        # intents together, and the mean takes that lift back out.
+        self.baseline_weight = baseline_weight if len(self.intents) > 2 else 0.0
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
         """(n, n_intents) blended similarity scores of L2-normalised query rows."""
@@ -76,29 +86,44 @@ class IntentScorer:
         ex = _top_k_mean(sims, self._examples, self._n_examples, self.top_k) if has_ex.any() else None
         desc = _top_k_mean(sims, self._descriptions, self._n_descriptions, 1) if has_desc.any() else None
         if ex is None:
-            return desc
-        if desc is None:
-            return ex
-        w = self.description_weight
-        both = (1 - w) * ex + w * desc
-        return np.where(has_ex & has_desc, both, np.where(has_ex, ex, desc))
+            blended = desc
+        elif desc is None:
+            blended = ex
+        else:
+            w = self.description_weight
+            blended = np.where(has_ex & has_desc, (1 - w) * ex + w * desc, np.where(has_ex, ex, desc))
+        if self.prototypes is None:
+            return blended
+        wp = self.prototype_weight
+        return (1 - wp) * blended + wp * (queries @ self.prototypes.T)
 
-    def confidence(self, scores: np.ndarray) -> np.ndarray:
-        """Logistic map of scores to (0, 1): 0.5 at the calibrated `center`."""
-        return 1.0 / (1.0 + np.exp(-(np.asarray(scores) - self.center) / self.scale))
+    def relative(self, scores: np.ndarray) -> np.ndarray:
+        """Scores less the baseline (mean over intents) of their row: what the center applies to."""
+        scores = np.atleast_2d(scores)
+        return scores - self.baseline_weight * scores.mean(axis=1, keepdims=True)
+
+    def confidence(self, relative: np.ndarray) -> np.ndarray:
+        """Logistic map of relative scores to (0, 1): 0.5 at the calibrated `center`."""
+        return 1.0 / (1.0 + np.exp(-(np.asarray(relative) - self.center) / self.scale))
+
+    def top(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Best intent index per query and its relative score (the out-of-scope statistic)."""
+        relative = self.relative(self.scores(queries))
+        best = relative.argmax(axis=1)
+        return best, relative[np.arange(len(best)), best]
 
     def rank(self, query: np.ndarray, limit: int = 5) -> list[tuple[str, float, float]]:
         """The best `limit` intents for one query as (name, confidence, raw score)."""
         row = self.scores(query)[0]
+        relative = self.relative(row)[0]
         order = np.argsort(-row)[:limit]
-        conf = self.confidence(row[order])
+        conf = self.confidence(relative[order])
         return [(self.intents[i], float(c), float(row[i])) for i, c in zip(order, conf, strict=True)]
 
     def predict(self, queries: np.ndarray, threshold: float = 0.5) -> tuple[list[str | None], np.ndarray]:
         """Top intent per query, or None below `threshold` confidence; also the top confidences."""
-        scores = self.scores(queries)
-        best = scores.argmax(axis=1)
-        conf = self.confidence(scores[np.arange(len(best)), best])
+        best, top = self.top(queries)
+        conf = self.confidence(top)
         names = [self.intents[b] if c >= threshold else None for b, c in zip(best, conf, strict=True)]
         return names, conf
 

@@ -220,7 +220,7 @@ class StoryService:
             try:
                 async for item in self.generator.candidate(story, path, prompt, settings, index, progress):
                     if isinstance(item, PassageDelta):
-                        yield item
+                        yield PassageDelta(item.candidate, item.text, count)
                     else:
                         outcome = item
             except asyncio.CancelledError:

@@ -72,10 +72,11 @@ def build_view(story: StoryRecord, tree: Mapping[int, PassageRecord], settings: 
 
 @dataclass(frozen=True)
 class PassageDelta:
-    """A piece of the candidate being generated (1-based `candidate`)."""
+    """A piece of the candidate being generated (1-based `candidate` of `total`)."""
 
     candidate: int
     text: str
+    total: int = 1
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def _nice_max(value: float) -> float:
 
 
 def line_chart(labels: Sequence[str], series: dict[str, Sequence[float]], label: str,
-               width: int = 640, height: int = 220) -> str:
+               width: int = 1040, height: int = 240) -> str:
     """One line per series over `labels` (days), with a legend and a few x labels."""
     left, right, top, bottom = 36, 10, 26, 28
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -50,7 +50,8 @@ def line_chart(labels: Sequence[str], series: dict[str, Sequence[float]], label:
     ticks = sorted({0, n // 3, 2 * n // 3, n - 1}) if n > 1 else [0]
     for i in ticks:
         if i < len(labels):
-            body.append(f'<text x="{x(i):.1f}" y="{height - 8}" font-size="11" text-anchor="middle" '
+            anchor = "end" if i == n - 1 and n > 1 else "middle"
+            body.append(f'<text x="{x(i):.1f}" y="{height - 8}" font-size="11" text-anchor="{anchor}" '
                         f'fill="{MUTED}">{escape(labels[i][5:])}</text>')
     for k, (name, values) in enumerate(series.items()):
         colour = PALETTE[k % len(PALETTE)]
@@ -88,7 +89,7 @@ def bar_chart(bars: Sequence[tuple[str, float]], label: str, width: int = 320, h
     return _svg(width, height, label, body)
 
 
-def up_down_bars(rows: Sequence[tuple[str, int, int]], label: str, width: int = 640) -> str:
+def up_down_bars(rows: Sequence[tuple[str, int, int]], label: str, width: int = 1040) -> str:
     """One horizontal bar per row: the thumbs-up share in green, down in red, ratio and counts beside."""
     if not rows:
         return _svg(width, 40, label, [f'<text x="8" y="24" font-size="13" fill="{MUTED}">No thumbs yet.</text>'])

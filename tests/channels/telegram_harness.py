@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -28,6 +30,7 @@ FAST = {
     "retry_backoff_s": 0.05, "retry_backoff_max_s": 0.2, "max_retries": 4,
 }
 SECRET = "s3cret-webhook_token"
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,13 +48,24 @@ class RunningBot:
         async with self.tandem.db.transaction() as session:
             return list(await session.scalars(select(table).where(*where).order_by(table.id)))
 
+    async def eventually(self, read: Callable[[], Awaitable[T]], check: Callable[[T], bool],
+                         timeout: float = 5.0) -> T:
+        """`await read()` until `check` holds (stores that follow a sent message land a moment later)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = await read()
+            if check(value) or time.monotonic() > deadline:
+                return value
+            await asyncio.sleep(0.05)
+
 
 @asynccontextmanager
 async def running_bot(api: FakeBotApi, data_dir: Path, *, language_model: FakeLanguageModel | None = None,
-                      skills: dict[str, Skill] | None = None, **telegram: Any) -> AsyncIterator[RunningBot]:
+                      skills: dict[str, Skill] | None = None, token: str | None = None,
+                      **telegram: Any) -> AsyncIterator[RunningBot]:
     """`tandem run` in-process: the web app with the Telegram channel started by its cleanup_ctx."""
     config = TelegramConfig(**{"api_base_url": api.base_url, **FAST, **telegram})
-    settings = Settings(data_dir=data_dir, telegram_token=SecretStr(api.token),
+    settings = Settings(data_dir=data_dir, telegram_token=SecretStr(token or api.token),
                         telegram_webhook_secret=SecretStr(SECRET), telegram=config)
     tandem = await build_app(settings, language_model=language_model or FakeLanguageModel("Once upon a time."))
     for name, skill in (skills or {}).items():

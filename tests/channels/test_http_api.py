@@ -148,7 +148,7 @@ async def test_thumb_values_are_checked(client) -> None:
 async def test_oversized_body_is_413_json(client) -> None:
     conversation, token = await open_conversation(client)
     response = await client.post(f"/api/conversations/{conversation}/messages",
-                                 data=b'{"text": "' + b"x" * 70_000 + b'"}',
+                                 data=b'{"text": "' + b"x" * (2 * 1024 * 1024 + 1) + b'"}',
                                  headers={**auth(token), "Content-Type": "application/json"})
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "too_large"

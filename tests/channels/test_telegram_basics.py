@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from bot.channels.telegram import COMMANDS
+import pytest
+
+from bot.channels.telegram_texts import COMMANDS
+from bot.core.errors import ConfigError
 from bot.storage.schema import Conversation, Message, User
 from tests.channels.fake_bot_api import BOT_USERNAME
 from tests.channels.telegram_harness import api, bot, running_bot  # noqa: F401 - fixtures
@@ -34,7 +37,7 @@ async def test_start_and_help_answer_and_are_stored(bot) -> None:
 
     await api.send_text(ANN, "/help")
     help_ = (await api.wait_messages(ANN, 2))[1]
-    assert "story" in help_["text"].lower()
+    assert "stor" in help_["text"].lower()
 
     users = await bot.rows(User, User.channel == "telegram")
     assert [u.external_id for u in users] == [str(ANN)]
@@ -86,7 +89,7 @@ async def test_in_a_group_only_commands_and_mentions_are_answered(bot) -> None:
     await api.send_text(group, "/help@SomeOtherBot", user_id=601, chat_type="group")
     await api.send_text(group, "/help", user_id=601, chat_type="group")
     answer = (await api.wait_messages(group, 1))[0]
-    assert "story" in answer["text"].lower()
+    assert "stor" in answer["text"].lower()
     await api.send_text(group, f"@{BOT_USERNAME} hello", user_id=602, chat_type="group")
     await api.wait_messages(group, 2)
     await api.wait_for(lambda: len(api.calls_of("getUpdates")) >= 3)
@@ -127,3 +130,16 @@ async def test_the_token_never_reaches_the_logs(api, tmp_path, caplog) -> None:
     assert "network error" in caplog.text
     assert api.token not in caplog.text
     assert api.token.split(":")[1] not in caplog.text
+
+
+async def test_a_refused_token_stops_start_up_with_a_clear_error(api, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="refused the bot token"):
+        async with running_bot(api, tmp_path / "data", token="999:not-the-token"):
+            pass
+
+
+async def test_webhook_mode_without_a_usable_secret_is_a_config_error(api, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("tests.channels.telegram_harness.SECRET", "has spaces")
+    with pytest.raises(ConfigError, match="TANDEM_TELEGRAM_WEBHOOK_SECRET"):
+        async with running_bot(api, tmp_path / "data", mode="webhook", webhook_url="https://x.example/telegram/webhook"):
+            pass

@@ -35,6 +35,8 @@ class BrokenAnnotator:
     name = "broken"
 
     async def annotate(self, text: str, annotations: Annotations) -> None:
+        if "hang" in text:
+            await asyncio.sleep(60)
         raise RuntimeError("annotator bug")
 
 
@@ -230,3 +232,17 @@ async def test_lone_surrogates_and_controls_are_cleaned_not_fatal(dispatcher) ->
     reply = await say(dispatcher, "ann", "echo: a\ud800b\x07c").reply()
     messages = await dispatcher.repo.messages(reply.conversation_id)
     assert messages[0].text == "echo: a?bc"
+
+
+async def test_a_hanging_annotator_is_skipped_within_the_budget(dispatcher) -> None:
+    reply = await say(dispatcher, "ann", "echo: hang").reply()
+    assert reply.skill == "echo" and reply.status == "complete"
+
+
+async def test_close_waits_for_turns_in_flight(dispatcher) -> None:
+    stream = say(dispatcher, "ann", "slow: last words")
+    await asyncio.sleep(0)
+    await dispatcher.close()
+    assert stream.done
+    reply = await stream.reply()
+    assert [m.text for m in await dispatcher.repo.messages(reply.conversation_id)][-1] == "done slow: last words"

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from bot.models.fake import FakeLanguageModel
 from bot.story.service import StoryService
@@ -25,10 +30,31 @@ class StoryWorld:
     other_user: int
 
 
-@asynccontextmanager
-async def story_world(url: str, model: FakeLanguageModel | None = None, **settings) -> AsyncIterator[StoryWorld]:
+_TEMPLATE: Path | None = None
+
+
+async def migrated(url: str) -> Database:
+    """A migrated database; SQLite files are copied from one migrated template, since running
+    the migrations takes a second or two on a busy machine."""
+    global _TEMPLATE
+    path = make_url(url).database if url.startswith("sqlite") else None
+    if path:
+        if _TEMPLATE is None or not _TEMPLATE.is_file():
+            template = Path(tempfile.mkdtemp(prefix="story-template-")) / "template.sqlite3"
+            db = Database(f"sqlite+aiosqlite:///{template}")
+            await db.migrate()
+            await db.close()
+            _TEMPLATE = template
+        shutil.copyfile(_TEMPLATE, path)
+        return Database(url)
     db = Database(url)
     await db.migrate()
+    return db
+
+
+@asynccontextmanager
+async def story_world(url: str, model: FakeLanguageModel | None = None, **settings) -> AsyncIterator[StoryWorld]:
+    db = await migrated(url)
     try:
         users = ConversationRepo(db)
         ann, bob = await users.user_for("test", "ann"), await users.user_for("test", "bob")

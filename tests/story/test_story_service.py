@@ -134,11 +134,10 @@ async def test_an_error_mid_stream_keeps_the_text_marked_incomplete(url: str) ->
     async with story_world(url, model, candidates=3) as w:
         sid = (await w.service.start(w.user, text="Start.")).story.id
         events, done = await run(w.service.continue_(w.user, sid))
-        shown = "".join(e.text for e in events if isinstance(e, PassageDelta))
-        assert shown == "The fox ran. It found a lantern"
-        (candidate,) = done.candidates
-        assert candidate.text == shown and candidate.status == "incomplete"
-        assert done.errors and "scripted failure" in done.errors[0]
+        shown = "".join(e.text for e in events if isinstance(e, PassageDelta) and e.candidate == 1)
+        assert shown.strip() == "The fox ran. It found a"
+        assert [(c.text, c.status) for c in done.candidates] == [("The fox ran. It found a", "incomplete")] * 3
+        assert len(done.errors) == 3 and "scripted failure" in done.errors[0]
         assert any(isinstance(e, CandidateDone) and e.error for e in events)
         assert [p.text for p in done.view.path] == ["Start."], "the user's passage is kept"
 
@@ -165,11 +164,12 @@ async def test_a_stopped_generation_keeps_what_was_shown(url: str) -> None:
 
 
 async def test_a_model_that_cannot_answer_loses_nothing(url: str) -> None:
-    model = FakeLanguageModel(script=FakeScript(outputs=("never",), fail_after=0))
+    model = FakeLanguageModel("The fox ran.", timeout_s=0.2, delay_s=0.5)
     async with story_world(url, model) as w:
         sid = (await w.service.start(w.user, text="Start.")).story.id
         _, done = await run(w.service.continue_(w.user, sid, text="More."))
-        assert done.candidates == [] and done.errors
+        assert done.candidates == [] and done.errors[0].startswith("timeout")
+        assert len(model.calls) == 1, "after a timeout no more candidates are tried"
         assert [p.text for p in done.view.path] == ["Start.", "More."]
 
 
@@ -229,3 +229,13 @@ async def test_lore_memory_and_note_reach_the_prompt(url: str) -> None:
         text = "\n".join(m.content for m in model.calls[-1].prompt)
         assert "Mira is brave." in text and "Make it funny." in text and "The dragon is tiny." in text
         assert "The castle is far." not in text
+
+
+async def test_a_candidate_in_the_wrong_language_is_written_again(url: str) -> None:
+    model = FakeLanguageModel(["The fox ran away into the woods.", "Лиса убежала в лес."])
+    async with story_world(url, model, candidates=1) as w:
+        sid = (await w.service.start(w.user, language="ru", text="Жила-была лиса.")).story.id
+        events, done = await run(w.service.continue_(w.user, sid))
+        assert [c.text for c in done.candidates] == ["Лиса убежала в лес."]
+        assert "".join(e.text for e in events if isinstance(e, PassageDelta)) == "Лиса убежала в лес."
+        assert "Russian" in model.calls[0].prompt[0].content and len(model.calls) == 2

@@ -89,11 +89,11 @@ async def browser():
 
 
 def save_screenshot(png: bytes, name: str) -> Path:
-    """Into test-artifacts/ always; into docs/img/ too when TANDEM_UPDATE_SCREENSHOTS=1 (for the README)."""
+    """Into test-artifacts/ always; into docs/img/ too when UPDATE_DOCS_SCREENSHOTS=1 (for the README)."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
     path.write_bytes(png)
-    if os.environ.get("TANDEM_UPDATE_SCREENSHOTS") == "1":
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_IMG / name)
     return path

@@ -72,6 +72,25 @@
     return Date.now().toString(36) + Math.random().toString(36).slice(2, 12);
   }
 
+  // Icons as SVG paths: emoji fonts are missing on many systems (a box would show instead).
+  var ICONS = {
+    chat: "M20 2H4c-1.1 0-2 .9-2 2v18l4-4h14c1.1 0 2-.9 2-2V4c0-1.1-.9-2-2-2z",
+    up: "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z",
+    down: "M15 3H6c-.83 0-1.54.5-1.84 1.22l-3.02 7.05c-.09.23-.14.47-.14.73v2c0 1.1.9 2 2 2h6.31l-.95 4.57-.03.32c0 .41.17.79.44 1.06L9.83 23l6.59-6.59c.36-.36.58-.86.58-1.41V5c0-1.1-.9-2-2-2zm4 0v12h4V3h-4z"
+  };
+
+  function icon(name) {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("d", ICONS[name]);
+    svg.appendChild(path);
+    return svg;
+  }
+
   // --- light Markdown: **bold**, *italic*, `code`, [text](https://…), lists, paragraphs ------
 
   var INLINE = /(\*\*([^*]+)\*\*|`([^`]+)`|\*([^*\s][^*]*)\*|_([^_\s][^_]*)_|\[([^\]]+)\]\(([^)\s]+)\))/g;
@@ -128,7 +147,7 @@
   var launcher = el("button", {
     class: "launcher", type: "button", "aria-expanded": "false", "aria-controls": "tandem-panel",
     "aria-label": T.open, onclick: function () { setOpen(panel.hidden); }
-  }, [el("span", { "aria-hidden": "true", text: "💬" })]);
+  }, [icon("chat")]);
 
   var statusLine = el("div", { class: "connection", role: "status", hidden: true });
   var log = el("div", { class: "log", role: "log", "aria-live": "polite", "aria-relevant": "additions",
@@ -253,12 +272,12 @@
 
   function thumbs(messageId, given) {
     var box = el("div", { class: "thumbs", role: "group", "aria-label": T.thumbUp + " / " + T.thumbDown });
-    [["up", "👍", T.thumbUp], ["down", "👎", T.thumbDown]].forEach(function (t) {
+    [["up", T.thumbUp], ["down", T.thumbDown]].forEach(function (t) {
       box.appendChild(el("button", {
-        type: "button", class: "thumb thumb-" + t[0], "data-value": t[0], "aria-label": t[2], title: t[2],
-        "aria-pressed": given === t[0] ? "true" : "false", text: t[1],
+        type: "button", class: "thumb thumb-" + t[0], "data-value": t[0], "aria-label": t[1], title: t[1],
+        "aria-pressed": given === t[0] ? "true" : "false",
         onclick: function () { send({ type: "thumb", message_id: Number(messageId), value: t[0] }); }
-      }));
+      }, [icon(t[0])]));
     });
     return box;
   }
@@ -331,7 +350,8 @@
                               if (!chosen) { buttons[0].focus(); return; }
                               send({ type: "rating", rating: chosen, comment: comment.value.trim() || null });
                             } },
-                  [prompt, stars, comment, el("button", { type: "submit", class: "send", text: T.rateSubmit }), given]);
+                  [prompt, stars, comment, el("button", { type: "submit", class: "send", text: T.rateSubmit })]);
+    var box = el("div", { class: "rating-box" }, [given, form]);
     function pick(n) {
       chosen = n;
       buttons.forEach(function (b, i) {
@@ -342,7 +362,7 @@
     }
     pick(0);
     return {
-      node: form,
+      node: box,
       toggle: function (open, offer) {
         form.hidden = !open;
         prompt.textContent = offer ? T.offer : T.rate;

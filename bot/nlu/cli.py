@@ -1,0 +1,170 @@
+"""`tandem nlu ...`: evaluate the intent classifier, train an adapter (or fine-tune), prune an encoder.
+
+Heavy modules (numpy models, torch) are imported inside the commands, so `tandem --help`
+stays fast and works without the nlu extra.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import click
+
+
+def _catalogue_for(test_rows, train_rows, shots, zero_shot, seed):
+    from bot.nlu.datasets import OOS, catalogue_from_data, sample_shots
+
+    labels = sorted({r.label for r in [*test_rows, *(train_rows or [])]} - {OOS})
+    if zero_shot or train_rows is None:
+        return catalogue_from_data(labels)
+    return catalogue_from_data(labels, sample_shots(train_rows, shots, seed))
+
+
+def _default_split_file(path: Path, given: Path | None) -> Path | None:
+    """A CLINC-style JSON file holds its own train/val splits; a CSV has none unless given."""
+    if given is not None:
+        return given
+    return path if path.suffix == ".json" else None
+
+
+@click.group()
+def nlu() -> None:
+    """Intent understanding: evaluate, train, prune."""
+
+
+@nlu.command("eval")
+@click.option("--test", "test_file", type=click.Path(exists=True, path_type=Path), required=True,
+              help="CSV (text,label) or CLINC150 data_full.json; label `oos` is out of scope.")
+@click.option("--split", default="test", show_default=True, help="JSON split to test on (test = test + oos_test).")
+@click.option("--train", "train_file", type=click.Path(exists=True, path_type=Path),
+              help="Examples for the catalogue (default: the JSON file's train split).")
+@click.option("--train-split", default="train", show_default=True)
+@click.option("--shots", type=int, help="Training examples per label (default: all).")
+@click.option("--zero-shot", is_flag=True, help="Catalogue from label names alone.")
+@click.option("--val", "val_file", type=click.Path(exists=True, path_type=Path),
+              help="Data to calibrate the out-of-scope threshold on (default: the JSON file's val split).")
+@click.option("--val-split", default="val", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--model", "models", multiple=True, help="Encoder: minilm, use, e5 or a folder; repeat to compare.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
+              help="Where embeddings are cached and trained adapters are found.")
+@click.option("--no-adapter", is_flag=True, help="Ignore adapters trained by `tandem nlu train`.")
+@click.option("--limit", type=int, help="Evaluate a random subset of this many test utterances.")
+@click.option("--latency-sample", default=200, show_default=True, help="Utterances timed one at a time.")
+@click.option("--threads", default=1, show_default=True, help="torch threads for the encoder.")
+@click.option("--cache-texts", is_flag=True,
+              help="Cache test/val embeddings in the data folder (repeat runs skip encoding; no throughput figure).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the figures as JSON.")
+def eval_command(test_file, split, train_file, train_split, shots, zero_shot, val_file, val_split, seed, models,
+                 data_dir, no_adapter, limit, latency_sample, threads, cache_texts, json_out) -> None:
+    """Accuracy, macro-F1, out-of-scope recall/precision, errors and latency of the intent classifier."""
+    from bot.nlu.cache import EmbeddingCache
+    from bot.nlu.classifier import IntentModel
+    from bot.nlu.config import NluConfig
+    from bot.nlu.datasets import load_utterances
+    from bot.nlu.evaluation import evaluate, format_report
+
+    test = load_utterances(test_file, split)
+    if limit and limit < len(test):
+        test = random.Random(seed).sample(test, limit)
+    train_path = None if zero_shot else _default_split_file(test_file, train_file)
+    train = load_utterances(train_path, train_split) if train_path else None
+    val_path = _default_split_file(test_file, val_file)
+    val = load_utterances(val_path, val_split) if val_path else None
+    catalogue = _catalogue_for(test, train, shots, zero_shot, seed)
+    click.echo(f"catalogue: {len(catalogue)} intents, {sum(len(i.texts('examples')) for i in catalogue)} examples; "
+               f"test: {len(test)} utterances" + (f"; calibrating on {len(val)}" if val else ""))
+    reports = []
+    for spec in models or ("minilm",):
+        config = NluConfig(encoder=spec, torch_threads=threads, use_trained=not no_adapter)
+        model = IntentModel.load(catalogue, config, data_dir)
+        if model.adapter is not None:
+            click.echo(f"{spec}: using trained adapter {model.adapter_path(data_dir)}")
+        reports.append(evaluate(model, test, name=spec, val=val, progress=True, latency_sample=latency_sample,
+                                cache=EmbeddingCache(data_dir) if cache_texts else None))
+    click.echo(format_report(reports))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps([r.to_json() for r in reports], indent=2, default=str), encoding="utf-8")
+        click.echo(f"wrote {json_out}")
+
+
+@nlu.command("train")
+@click.option("--intents", type=click.Path(exists=True, path_type=Path), default=Path("intents"), show_default=True,
+              help="Catalogue to train on (ignored with --train).")
+@click.option("--train", "train_file", type=click.Path(exists=True, path_type=Path),
+              help="Train on labelled data (CSV or CLINC JSON) instead of the catalogue.")
+@click.option("--train-split", default="train", show_default=True)
+@click.option("--shots", type=int, help="Examples per label from --train (default: all).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--val", "val_file", type=click.Path(exists=True, path_type=Path),
+              help="Calibrate the out-of-scope center on this data (default: the JSON file's val split).")
+@click.option("--val-split", default="val", show_default=True)
+@click.option("--model", "spec", default="minilm", show_default=True, help="Encoder: minilm, use, e5 or a folder.")
+@click.option("--method", type=click.Choice(["adapter", "encoder"]), default="adapter", show_default=True,
+              help="adapter: seconds, on frozen embeddings; encoder: fine-tune a torch encoder (slow on a CPU).")
+@click.option("--epochs", type=int, help="Default: 30 (adapter), 3 (encoder).")
+@click.option("--threads", default=2, show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+def train_command(intents, train_file, train_split, shots, seed, val_file, val_split, spec, method, epochs, threads,
+                  data_dir) -> None:
+    """Train on the catalogue's examples and descriptions; the result is used automatically."""
+    import numpy as np
+
+    from bot.nlu.adapter import train_adapter
+    from bot.nlu.cache import EmbeddingCache
+    from bot.nlu.catalogue import IntentCatalogue
+    from bot.nlu.classifier import IntentModel, catalogue_texts, trained_dir
+    from bot.nlu.config import NluConfig
+    from bot.nlu.datasets import load_utterances
+    from bot.nlu.evaluation import calibrate
+
+    if train_file is not None:
+        rows = load_utterances(train_file, train_split)
+        catalogue = _catalogue_for([], rows, shots, False, seed)
+    else:
+        catalogue = IntentCatalogue.load(intents)
+    val_path = _default_split_file(train_file, val_file) if train_file else val_file
+    val = load_utterances(val_path, val_split) if val_path else None
+    config = NluConfig(encoder=spec, torch_threads=threads, use_trained=False)
+    texts, owners, _ = catalogue_texts(catalogue)
+    if method == "encoder":
+        from bot.nlu.encoders import resolve_torch_path
+        from bot.nlu.finetune import finetune_encoder
+
+        out = trained_dir(data_dir, spec)
+        stats = finetune_encoder(resolve_torch_path(spec), out, texts, owners, epochs=epochs or 3, threads=threads,
+                                 seed=seed, progress=True, meta={"fingerprint": catalogue.fingerprint()})
+        if val:
+            model = IntentModel.load(catalogue, config.model_copy(update={"encoder": str(out)}), data_dir)
+            stats["center"] = calibrate(model, val, progress=True)
+            (out / "tandem_nlu.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+        click.echo(f"fine-tuned encoder saved to {out}: {stats}")
+        return
+    model = IntentModel.load(catalogue, config, data_dir)
+    adapter = train_adapter(model.raw_vectors, np.array(owners), catalogue.names, epochs=epochs or 30,
+                            threads=threads, seed=seed, progress=True)
+    if val:
+        adapted = IntentModel(catalogue, model.encoder, model.raw_vectors, config, model.scorer.center, adapter)
+        adapter.center = calibrate(adapted, val, progress=True, cache=EmbeddingCache(data_dir))
+    path = adapter.save(model.adapter_path(data_dir))
+    click.echo(f"adapter saved to {path}: {adapter.stats}, center {adapter.center}")
+
+
+@nlu.command("prune")
+@click.option("--model", "spec", default="minilm", show_default=True, help="A torch encoder: minilm or a folder.")
+@click.option("--drop", default=3, show_default=True, help="How many top transformer layers to drop.")
+@click.option("--out", type=click.Path(path_type=Path), help="Default: <data-dir>/nlu/pruned/<name>-drop<K>.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+def prune_command(spec, drop, out, data_dir) -> None:
+    """Copy a sentence-transformers encoder without its top K layers ("Poor Man's BERT")."""
+    from bot.nlu.encoders import resolve_torch_path
+    from bot.nlu.pruning import prune_encoder
+
+    source = resolve_torch_path(spec)
+    out = out or data_dir / "nlu" / "pruned" / f"{'minilm' if spec == 'minilm' else source.name}-drop{drop}"
+    stats = prune_encoder(source, out, drop)
+    click.echo(f"pruned encoder: {stats['kept']} of {stats['layers']} layers kept, saved to {out}")
+    click.echo(f"compare: tandem nlu eval --test FILE --model {spec} --model {out}")

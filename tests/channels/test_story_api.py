@@ -1,0 +1,131 @@
+"""The story endpoints through aiohttp's test client: a whole story, SSE streaming, and every refusal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.app import build_app
+from bot.models.fake import FakeLanguageModel, FakeScript
+from bot.server import init_app
+
+
+@pytest.fixture
+async def client(settings):
+    counter = iter(range(1, 10_000))
+    model = FakeLanguageModel(script=FakeScript(respond=lambda p, q: f"The owl said word {next(counter)}."))
+    tandem = await build_app(settings, language_model=model)
+    try:
+        async with TestClient(TestServer(init_app(tandem))) as test_client:
+            yield test_client
+    finally:
+        await tandem.close()
+
+
+async def token(client: TestClient) -> dict[str, str]:
+    body = await (await client.post("/api/conversations")).json()
+    return {"Authorization": f"Bearer {body['token']}"}
+
+
+async def call(client, method: str, path: str, auth, status: int = 200, **kwargs):
+    response = await client.request(method, path, headers=auth, **kwargs)
+    assert response.status == status, await response.text()
+    return await response.json() if response.content_type == "application/json" else await response.text()
+
+
+def sse_events(raw: str) -> list[tuple[str, dict]]:
+    events = []
+    for block in raw.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+async def test_a_whole_story_through_the_api(client) -> None:
+    auth = await token(client)
+    story = (await call(client, "POST", "/api/stories", auth, 201,
+                        json={"title": "Owls", "genre": "fable", "text": "An owl lived in an oak."}))["story"]
+    sid = story["id"]
+    assert story["passages"][0]["author"] == "user"
+    done = await call(client, "POST", f"/api/stories/{sid}/continue", auth, json={"candidates": 2})
+    assert [c["text"] for c in done["candidates"]] == ["The owl said word 1.", "The owl said word 2."]
+    view = (await call(client, "POST", f"/api/stories/{sid}/choose", auth, json={"candidate": 2}))["story"]
+    assert [p["author"] for p in view["passages"]] == ["user", "model"]
+    await call(client, "POST", f"/api/stories/{sid}/retry", auth, json={"candidates": 1})
+    view = (await call(client, "GET", f"/api/stories/{sid}", auth))["story"]
+    assert view["passages"][-1]["text"] == "The owl said word 3."
+    view = (await call(client, "POST", f"/api/stories/{sid}/undo", auth))["story"]
+    assert len(view["passages"]) == 1 and view["can_redo"]
+    view = (await call(client, "POST", f"/api/stories/{sid}/redo", auth))["story"]
+    view = (await call(client, "POST", f"/api/stories/{sid}/edit", auth,
+                       json={"number": 2, "text": "The owl hooted."}))["story"]
+    assert view["passages"][-1]["author"] == "edited" and view["passages"][-1]["author_label"] == "model, edited by you"
+    view = (await call(client, "POST", f"/api/stories/{sid}/branch", auth, json={"number": 1}))["story"]
+    assert len(view["passages"]) == 1
+    await call(client, "POST", f"/api/stories/{sid}/passages", auth, 201, json={"text": "Night fell."})
+    settings = (await call(client, "PATCH", f"/api/stories/{sid}/settings", auth, json={"temperature": 0.3}))
+    assert settings["settings"]["temperature"] == 0.3
+    await call(client, "POST", f"/api/stories/{sid}/lore", auth, 201, json={"keys": ["owl"], "text": "Owls are wise."})
+    await call(client, "PATCH", f"/api/stories/{sid}", auth, json={"title": "Owl Tales", "memory": "It is winter."})
+    answer = await call(client, "POST", f"/api/stories/{sid}/character", auth,
+                        json={"name": "Owl", "question": "Who are you?"})
+    assert answer["name"] == "Owl" and answer["answer"]
+    tree = (await call(client, "GET", f"/api/stories/{sid}/tree", auth))["passages"]
+    assert len(tree) == 6
+    markdown = await call(client, "GET", f"/api/stories/{sid}/export?format=md", auth)
+    assert markdown.startswith("# Owl Tales") and "**[2] you**\n\nNight fell." in markdown
+    exported = await call(client, "GET", f"/api/stories/{sid}/export?format=json", auth)
+    imported = (await call(client, "POST", "/api/stories/import", auth, 201, json=exported))["story"]
+    assert [p["text"] for p in imported["passages"]] == ["An owl lived in an oak.", "Night fell."]
+    listed = (await call(client, "GET", "/api/stories", auth))["stories"]
+    assert {s["title"] for s in listed} == {"Owl Tales"} and len(listed) == 2
+    refused = await call(client, "DELETE", f"/api/stories/{sid}", auth, 409)
+    assert refused["error"]["code"] == "confirmation_required"
+    response = await client.delete(f"/api/stories/{sid}?confirm=true", headers=auth)
+    assert response.status == 204
+    await call(client, "GET", f"/api/stories/{sid}", auth, 404)
+
+
+async def test_a_passage_streams_as_server_sent_events(client) -> None:
+    auth = await token(client)
+    sid = (await call(client, "POST", "/api/stories", auth, 201, json={"text": "Start."}))["story"]["id"]
+    response = await client.post(f"/api/stories/{sid}/continue", json={"candidates": 2},
+                                 headers={**auth, "Accept": "text/event-stream"})
+    assert response.status == 200 and response.headers["Content-Type"] == "text/event-stream"
+    events = sse_events(await response.text())
+    names = [name for name, _ in events]
+    assert names[0] == "delta" and names[-1] == "done" and names.count("candidate") == 2
+    first = "".join(data["text"] for name, data in events if name == "delta" and data["candidate"] == 1)
+    assert first == "The owl said word 1."
+    assert events[-1][1]["candidates"][1]["text"] == "The owl said word 2."
+
+
+async def test_refusals_are_clear_and_change_nothing(client) -> None:
+    auth, other = await token(client), await token(client)
+    sid = (await call(client, "POST", "/api/stories", auth, 201, json={"text": "Mine."}))["story"]["id"]
+    for method, path, body, status in [
+        ("GET", f"/api/stories/{sid}", None, 404),
+        ("POST", f"/api/stories/{sid}/continue", {}, 404),
+        ("DELETE", f"/api/stories/{sid}?confirm=true", None, 404),
+    ]:
+        await call(client, method, path, other, status, json=body)
+    for path, body, message in [
+        ("choose", {"candidate": 1}, "no candidates"),
+        ("continue", {"text": "   "}, "empty"),
+        ("continue", {"text": "x" * 5000}, "too long"),
+        ("continue", {"candidates": 12}, "1 to 5"),
+        ("redo", {}, "Nothing to redo"),
+        ("branch", {"number": 9}, "no passage 9"),
+        ("edit", {"text": 5}, "must be a string"),
+    ]:
+        error = await call(client, "POST", f"/api/stories/{sid}/{path}", auth, 400, json=body)
+        assert message in error["error"]["message"]
+    await call(client, "GET", "/api/stories/abc", auth, 404)
+    await call(client, "GET", "/api/stories/999", auth, 404)
+    await call(client, "GET", f"/api/stories/{sid}/export?format=pdf", auth, 400)
+    await call(client, "GET", "/api/stories", {}, 401)
+    await call(client, "POST", "/api/stories/import", auth, 400, json={"format": "nope"})
+    view = (await call(client, "GET", f"/api/stories/{sid}", auth))["story"]
+    assert [p["text"] for p in view["passages"]] == ["Mine."] and view["candidates"] == []

@@ -1,0 +1,52 @@
+"""Language, sentiment and offensive-language annotators on their shipped models."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.core.annotations import Annotations
+from bot.nlu.signals import LanguageAnnotator, OffensiveAnnotator, SentimentAnnotator
+
+
+async def annotate(annotator, text: str, **fields) -> Annotations:
+    annotations = Annotations(**fields)
+    await annotator.annotate(text, annotations)
+    return annotations
+
+
+async def test_language_by_script_needs_no_model():
+    annotator = LanguageAnnotator()
+    assert (await annotate(annotator, "давай напишем сказку")).language == "ru"
+    assert (await annotate(annotator, "let's write a story")).language == "en"
+    assert annotator._model is None
+
+
+async def test_language_model_decides_mixed_text():
+    pytest.importorskip("py3langid")
+    annotator = LanguageAnnotator()
+    result = await annotate(annotator, "Напиши мне story про драконов и рыцарей, пожалуйста")
+    assert result.language == "ru"
+    assert annotator._model is not None
+
+
+async def test_language_of_text_without_letters_is_the_default():
+    pytest.importorskip("py3langid")
+    assert (await annotate(LanguageAnnotator(), "1234 :)")).language in ("en", "ru")
+
+
+async def test_sentiment_labels_english_and_skips_russian():
+    pytest.importorskip("vaderSentiment")
+    annotator = SentimentAnnotator()
+    assert (await annotate(annotator, "I love this story, it is wonderful")).values["sentiment"]["label"] == "positive"
+    assert (await annotate(annotator, "this is terrible and I hate it")).values["sentiment"]["label"] == "negative"
+    assert "sentiment" not in (await annotate(annotator, "ужасно", language="ru")).values
+
+
+async def test_offensive_flags_insults_not_friendly_text():
+    pytest.importorskip("profanity_check")
+    pytest.importorskip("sklearn")
+    annotator = OffensiveAnnotator(threshold=0.5)
+    rude = (await annotate(annotator, "you are a fucking idiot")).values["offensive"]
+    kind = (await annotate(annotator, "have a lovely day, friend")).values["offensive"]
+    assert rude["offensive"] and not kind["offensive"]
+    assert rude["score"] > kind["score"]

@@ -1,0 +1,105 @@
+"""FeedbackReport and the feedback export on SQLite and PostgreSQL, from known conversations."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+
+from bot.core.state import DialogState
+from bot.storage.conversations import ConversationRepo, NewMessage
+from bot.storage.database import Database
+from bot.storage.feedback import FeedbackRepo
+from bot.storage.reports import build_report, feedback_rows, rows_to_csv, rows_to_json
+from bot.storage.schema import Message
+
+
+async def turn(repo: ConversationRepo, conversation: str, text: str, answer: str, **bot_fields) -> int:
+    await repo.add_user_message(conversation, NewMessage("user", text))
+    return await repo.finish_turn(conversation, NewMessage("bot", answer, **bot_fields), DialogState())
+
+
+async def seed(db: Database) -> dict:
+    repo, feedback = ConversationRepo(db), FeedbackRepo(db)
+    ann = await repo.user_for("web", "ann")
+    bob = await repo.user_for("web", "bob")
+    first = await repo.open_conversation(ann, "web")
+    helped = await turn(repo, first, "help", "I can help.", skill="help")
+    greeted = await turn(repo, first, "hi", "Hello!", skill="graph", flow="onboarding", node="greet")
+    second = await repo.open_conversation(bob, "web")
+    told = await turn(repo, second, "a story", "Once upon a time", skill="story")
+    await feedback.add_thumb(helped, ann, True)
+    await feedback.add_thumb(greeted, ann, True)
+    await feedback.add_thumb(greeted, ann, False)  # changed their mind: the latest counts
+    await feedback.add_thumb(told, bob, False)
+    await feedback.add_offer(first, "rating")
+    await feedback.add_offer(second, "rating")
+    await feedback.add_rating(first, ann, 2)
+    await feedback.add_rating(first, ann, 4, "=HYPERLINK(\"x\") nice")
+    await feedback.add_comment(second, bob, "too short", message_id=told)
+    # Make the first conversation last two minutes, a day ago.
+    day_ago = datetime.now(UTC) - timedelta(days=1)
+    async with db.transaction() as session:
+        await session.execute(update(Message).where(Message.conversation_id == first).values(created_at=day_ago))
+        await session.execute(update(Message).where(Message.id == greeted)
+                              .values(created_at=day_ago + timedelta(minutes=2)))
+    return {"first": first, "second": second, "helped": helped, "told": told}
+
+
+async def test_the_report_counts_what_was_stored(database_url: str) -> None:
+    db = Database(database_url)
+    await db.migrate()
+    try:
+        await seed(db)
+        report = await build_report(db, days=7)
+    finally:
+        await db.close()
+    assert (report.conversations, report.users, report.turns) == (2, 2, 3)
+    assert [d.turns for d in report.by_day[-2:]] == [2, 1] and len(report.by_day) == 7
+    assert report.by_day[-2].users == 1
+    assert report.rating_count == 1 and report.rating_average == 4 and report.rating_distribution[4] == 1
+    assert {s.key: (s.up, s.down) for s in report.thumbs_by_skill} == {"help": (1, 0), "graph": (0, 1),
+                                                                       "story": (0, 1)}
+    assert [(s.key, s.up, s.down) for s in report.thumbs_by_node] == [("onboarding/greet", 0, 1)]
+    assert report.thumbs_up_ratio == 1 / 3
+    assert (report.offers, report.offers_answered, report.offer_response_rate) == (2, 1, 0.5)
+    assert report.average_messages == 3 and report.average_turns == 1.5
+    assert 55 <= report.average_duration_s <= 65  # (120 s + ~0 s) / 2
+    assert [c.comment for c in report.latest_comments] == ["too short", '=HYPERLINK("x") nice']
+    text = report.to_text()
+    assert "onboarding/greet" in text and "1/2 answered (50%)" in text
+    assert json.loads(json.dumps(report.to_json()))["offer_response_rate"] == 0.5
+
+
+async def test_an_empty_database_gives_an_empty_report(database_url: str) -> None:
+    db = Database(database_url)
+    await db.migrate()
+    try:
+        report = await build_report(db, days=3)
+        assert await feedback_rows(db) == []
+    finally:
+        await db.close()
+    assert report.conversations == 0 and report.rating_average is None and report.offer_response_rate is None
+    assert [d.turns for d in report.by_day] == [0, 0, 0]
+    assert "(none)" in report.to_text()
+
+
+async def test_the_export_joins_the_messages_and_defuses_formulas(database_url: str) -> None:
+    db = Database(database_url)
+    await db.migrate()
+    try:
+        ids = await seed(db)
+        rows = await feedback_rows(db)
+    finally:
+        await db.close()
+    thumb = next(r for r in rows if r["message_id"] == ids["told"] and r["kind"] == "thumb")
+    assert thumb["message_text"] == "Once upon a time" and thumb["user_message_text"] == "a story"
+    assert thumb["message_skill"] == "story" and thumb["value"] == -1
+    parsed = list(csv.DictReader(io.StringIO(rows_to_csv(rows))))
+    assert len(parsed) == len(rows) == 7  # 4 thumbs, 2 ratings, 1 comment
+    rating = next(r for r in parsed if r["comment"].endswith("nice"))
+    assert rating["comment"].startswith("'=")  # a spreadsheet shows it as text, never runs it
+    assert json.loads(rows_to_json(rows))["feedback"][0]["feedback_id"] == rows[0]["feedback_id"]

@@ -1,0 +1,85 @@
+"""Export as Markdown, text and JSON with authorship, and import of a JSON export (a round trip)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.core.errors import InputError
+from bot.models.fake import FakeLanguageModel, FakeScript
+from tests.story.support import run, story_world
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'stories.sqlite3'}"
+
+
+async def written_story(w) -> int:
+    sid = (await w.service.start(w.user, title="The Lantern", genre="fantasy", text="Mira found a lantern.")).story.id
+    await run(w.service.continue_(w.user, sid))
+    await w.service.choose(w.user, sid, number=2)
+    await w.service.edit(w.user, sid, "It glowed blue, then green.")
+    await w.service.set_memory(w.user, sid, "Mira is a fox.")
+    await w.service.set_lore(w.user, sid, ["lantern"], "The lantern is magic.")
+    await w.service.update_settings(w.user, sid, {"temperature": 0.5})
+    return sid
+
+
+def model() -> FakeLanguageModel:
+    texts = iter(["It glowed blue.", "It glowed red.", "It was dark."] * 5)
+    return FakeLanguageModel(script=FakeScript(respond=lambda prompt, params: next(texts)))
+
+
+async def test_markdown_and_text_show_every_passage_with_its_author(url: str) -> None:
+    async with story_world(url, model(), candidates=2) as w:
+        sid = await written_story(w)
+        name, content_type, md = await w.service.export(w.user, sid, "md")
+        assert name == "the-lantern.md" and content_type == "text/markdown"
+        assert md.startswith("# The Lantern\n") and "*Genre:* fantasy" in md
+        assert "**[1] you**\n\nMira found a lantern." in md
+        assert "**[2] model, edited by you**\n\nIt glowed blue, then green." in md
+        _, _, txt = await w.service.export(w.user, sid, "txt")
+        assert "[1] (you)\nMira found a lantern." in txt and "[2] (model, edited by you)" in txt
+
+
+async def test_json_round_trip_keeps_the_tree_authorship_and_settings(url: str) -> None:
+    async with story_world(url, model(), candidates=2) as w:
+        sid = await written_story(w)
+        _, content_type, exported = await w.service.export(w.user, sid, "json")
+        data = json.loads(exported)
+        assert content_type == "application/json" and data["format"] == "tandem-story"
+        assert len(data["passages"]) == 4  # the user's, two candidates, and the edited one
+
+        view = await w.service.import_(w.other_user, exported)
+        assert view.story.id != sid and view.story.user_id == w.other_user
+        assert [(p.author, p.text) for p in view.path] == [("user", "Mira found a lantern."),
+                                                            ("edited", "It glowed blue, then green.")]
+        assert view.story.memory == "Mira is a fox." and view.settings["temperature"] == 0.5
+        assert [e.text for e in await w.service.lore(w.other_user, view.story.id)] == ["The lantern is magic."]
+        again = json.loads((await w.service.export(w.other_user, view.story.id, "json"))[2])
+        strip = lambda d: [(p["author"], p["text"], p["number"], p["candidate"]) for p in d["passages"]]  # noqa: E731
+        assert strip(again) == strip(data)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("not json", "not valid JSON"),
+    ({"format": "other"}, "not a Tandem story export"),
+    ({"format": "tandem-story", "version": 9, "story": {"title": "x"}}, "Unsupported export version"),
+    ({"format": "tandem-story", "version": 1, "story": {}}, "no story title"),
+    ({"format": "tandem-story", "version": 1, "story": {"title": "x"},
+      "passages": [{"id": 1, "parent_id": 7, "author": "user", "text": "a"}]}, "parent 7 is not in the export"),
+    ({"format": "tandem-story", "version": 1, "story": {"title": "x"},
+      "passages": [{"id": 1, "parent_id": None, "author": "robot", "text": "a"}]}, "author must be"),
+    ({"format": "tandem-story", "version": 1, "story": {"title": "x"},
+      "passages": [{"id": 1, "parent_id": 2, "author": "user", "text": "a"},
+                   {"id": 2, "parent_id": 1, "author": "user", "text": "b"}]}, "loop"),
+    ({"format": "tandem-story", "version": 1, "story": {"title": "x"}, "passages": [], "head_id": 3}, "head_id"),
+])
+async def test_a_bad_import_is_refused_and_stores_nothing(url: str, bad, message: str) -> None:
+    async with story_world(url) as w:
+        with pytest.raises(InputError, match=message):
+            await w.service.import_(w.user, json.dumps(bad) if isinstance(bad, dict) else bad)
+        assert await w.service.list_stories(w.user) == []
