@@ -193,7 +193,7 @@ def _markdown(results: list[dict], sharing: list[dict]) -> str:
     lines = [
         SECTION,
         "",
-        "Command: `.venv/bin/python -m bench.lm` (each backend in its own process; "
+        f"Command: `{' '.join(['.venv/bin/python -m bench.lm', *sys.argv[1:]])}` (each backend in its own process; "
         f"{NEW_TOKENS} new tokens a run; sampling temperature 0.8, top_p 0.95).",
         "",
         f"Machine: {_lscpu()}; load average at the end {load[0]:.1f} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,11 +66,38 @@ class Tandem:
         await self.db.close()
 
 
+def protect_secrets(settings: Settings) -> None:
+    """Hide every configured secret from the logs, whatever library logs it."""
+    from bot import redaction
+
+    secrets = [s.get_secret_value() for s in (settings.telegram_token, settings.telegram_webhook_secret,
+                                               settings.admin_token, settings.lm.api_key) if s is not None]
+    redaction.protect([*secrets, redaction.database_password(settings.resolved_database_url)])
+
+
+async def prepare_language_model(settings: Settings) -> None:
+    """Strict start-up for the configured model: resolve it (joining a bundled model's parts
+    once, with a progress bar) or stop with a ConfigError naming the setting and the file.
+    Loading the weights happens afterwards, in the background (`warm_up`)."""
+    from bot.models.runtime import resolve_source
+
+    await asyncio.to_thread(resolve_source, settings.lm.model, Path(settings.data_dir), progress=True)
+
+
+async def warm_up(model: LanguageModel) -> None:
+    """Load the model before the first story asks for it; a failure is logged, and the
+    skills answer that the model is unavailable until a later request loads it."""
+    try:
+        await model.start()
+    except Exception:
+        log.exception("language model failed to load")
+
+
 def build_language_model(settings: Settings) -> LanguageModel:
     """The configured generative model, built and loaded on its first request, so a bot whose
     model is not installed still starts, and says so when a story is asked for."""
     from bot.models.runtime import build_language_model as build_model
-    from bot.story.lazy_model import LazyLanguageModel
+    from bot.models.lazy import LazyLanguageModel
 
     return LazyLanguageModel(
         lambda: build_model(settings.lm, Path(settings.data_dir), progress=False),
@@ -116,9 +144,10 @@ async def build_app(settings: Settings, *, migrate: bool = True,
                     language_model: LanguageModel | None = None) -> Tandem:
     """Build a running Tandem from settings: strict, so a bad file or value stops here.
     `language_model` replaces the configured one (tests pass a FakeLanguageModel)."""
+    protect_secrets(settings)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     catalogue = IntentCatalogue.load(Path(settings.intents_dir))
-    db = Database(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url, busy_timeout_s=settings.database_busy_timeout_s)
     try:
         if migrate:
             await db.migrate()
@@ -128,7 +157,7 @@ async def build_app(settings: Settings, *, migrate: bool = True,
         skills = build_skills(settings, feedback, stories=StoryRepo(db), language_model=language_model)
         skills.check_intents(catalogue.names)
         graphs = load_graphs(settings, catalogue, skills)
-        annotators = build_annotators(settings.nlu, catalogue, Path(settings.data_dir))
+        annotators = build_annotators(settings.nlu, catalogue, Path(settings.data_dir), language_model)
         await start_annotators(annotators)
         dispatcher = Dispatcher(
             conversations, skills, annotators, graphs, settings.dispatcher, settings.nlu.intent_threshold

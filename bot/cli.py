@@ -66,10 +66,12 @@ def run(config: Path | None, host: str | None, port: int | None) -> None:
 async def _serve(settings, host: str, port: int) -> None:
     from aiohttp import web
 
-    from bot.app import build_app
+    from bot.app import build_app, prepare_language_model, warm_up
     from bot.server import init_app
 
+    await prepare_language_model(settings)
     tandem = await build_app(settings)
+    warming = asyncio.create_task(warm_up(tandem.language_model))
     runner = web.AppRunner(init_app(tandem), access_log=None)
     await runner.setup()
     try:
@@ -83,6 +85,7 @@ async def _serve(settings, host: str, port: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        warming.cancel()
         await runner.cleanup()
         await tandem.close()
 
@@ -104,13 +107,16 @@ def chat(config: Path | None, user_id: str | None) -> None:
 
 
 async def _chat(settings, user_id: str | None) -> None:
-    from bot.app import build_app
+    from bot.app import build_app, prepare_language_model, warm_up
     from bot.channels.terminal import chat_loop
 
+    await prepare_language_model(settings)
     tandem = await build_app(settings)
+    warming = asyncio.create_task(warm_up(tandem.language_model))
     try:
         await chat_loop(tandem.handle_turn, user_id=user_id)
     finally:
+        warming.cancel()
         await tandem.close()
 
 
@@ -132,7 +138,10 @@ def migrate(config: Path | None) -> None:
         finally:
             await db.close()
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except BotError as exc:
+        _fail(exc)
     click.echo(f"database up to date: {safe_url(settings.resolved_database_url)}")
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from sqlalchemy import text
 
 from bot.app import Tandem
-from bot.channels import http_api, story_api
+from bot.channels import http_api, ratelimit, story_api
 from bot.channels.services import SERVICES, Services
+from bot.core.errors import StorageError
 
 log = logging.getLogger(__name__)
 
 TANDEM: web.AppKey[Tandem] = web.AppKey("tandem", Tandem)
+NOT_SAVED = "I can't save anything right now, so that was not stored. Please try again in a moment."
 
 
 @web.middleware
@@ -24,7 +25,13 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return http_api.json_error(exc.status, _code(exc.status), exc.reason or "error")
+        response = http_api.json_error(exc.status, _code(exc.status), exc.reason or "error")
+        if "Retry-After" in exc.headers:
+            response.headers["Retry-After"] = exc.headers["Retry-After"]
+        return response
+    except StorageError:
+        # Logged where it happened; the client may retry once the database is back.
+        return http_api.json_error(503, "storage_unavailable", NOT_SAVED)
     except Exception:
         log.exception("request failed path=%s", request.path)
         return http_api.json_error(500, "internal", "Something went wrong on our side. Please try again.")
@@ -38,8 +45,7 @@ def _code(status: int) -> str:
 async def healthz(request: web.Request) -> web.Response:
     tandem = request.app[TANDEM]
     try:
-        async with tandem.db.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        await tandem.db.ping()
     except Exception:  # noqa: BLE001 - health is reported, not raised
         return web.json_response({"status": "degraded", "database": "unavailable"}, status=503)
     return web.json_response({"status": "ok", "database": "ok"})
@@ -49,6 +55,9 @@ def init_app(tandem: Tandem) -> web.Application:
     """Build the web application over a running Tandem (the caller owns Tandem's lifecycle)."""
     app = web.Application(middlewares=[json_errors], client_max_size=tandem.settings.server.max_body_bytes)
     app[TANDEM] = tandem
+    server = tandem.settings.server
+    ratelimit.install(app, per_ip=server.rate_limit_per_ip, per_user=server.rate_limit_per_user,
+                      trust_forwarded_for=server.trust_forwarded_for)
     app[SERVICES] = Services(tandem.settings, tandem.handle_turn, tandem.conversations, tandem.feedback,
                              stories=tandem.stories)
     app.router.add_get("/healthz", healthz)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.core.errors import ConfigError
+from bot.channels.ratelimit import IpRateLimit, UserRateLimit
 from bot.channels.telegram_config import TelegramConfig
 from bot.models.config import LmConfig
 from bot.nlu.config import NluConfig
@@ -36,6 +37,14 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     # Largest WebSocket frame accepted from the widget, in bytes.
     max_ws_message_bytes: int = Field(64 * 1024, ge=1024)
+    # Token buckets (per_minute = 0 turns one off); over them: HTTP 429 / a `rate_limited` frame.
+    # Per client address: requests to /api, /ws (handshake and every frame) and /admin.
+    rate_limit_per_ip: IpRateLimit = IpRateLimit()
+    # Per user: chat turns (messages, story passages and generations).
+    rate_limit_per_user: UserRateLimit = UserRateLimit()
+    # Behind a reverse proxy every client seems to come from the proxy: trust the last hop of
+    # X-Forwarded-For only when the proxy sets it (never on a server clients reach directly).
+    trust_forwarded_for: bool = False
 
 
 class DispatcherConfig(BaseModel):
@@ -65,6 +74,9 @@ class Settings(BaseSettings):
     data_dir: Path = PROJECT_ROOT / "data"
     # SQLAlchemy URL; empty means a SQLite file `tandem.sqlite3` in data_dir.
     database_url: SecretStr = SecretStr("")
+    # SQLite: seconds a write waits for another connection's lock before the turn gives up
+    # and tells the user it cannot save right now.
+    database_busy_timeout_s: float = Field(30.0, gt=0)
     graphs_dir: Path = PROJECT_ROOT / "dialog_graphs"
     intents_dir: Path = PROJECT_ROOT / "intents"
     log_level: str = "INFO"

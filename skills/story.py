@@ -79,7 +79,10 @@ class StorySkill(Skill):
         if "confirm_delete" in state:
             yield await self._confirm_delete(turn, service, state.pop("confirm_delete"))
             return
-        held = bool(turn.history) and turn.history[-1].skill == self.name
+        # The last reply, not the last message: a turn whose reply could not be stored (the
+        # database was down) leaves the user's message last, and must not end the story mode.
+        last_reply = next((item for item in reversed(turn.history) if item.author == "bot"), None)
+        held = last_reply is not None and last_reply.skill == self.name
         if not state.get("active") or not held:
             # Entering the skill (graph hand-over, "let's write a story", /story): a fresh start,
             # with the story left open last time offered for resuming.

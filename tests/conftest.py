@@ -16,6 +16,10 @@ from bot.settings import PROJECT_ROOT, Settings, load_settings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# A test client sends turns faster than any person: rate limits are off except in the tests of
+# the limits themselves (tests/reliability/test_security.py), which set their own.
+UNLIMITED = {"TANDEM_SERVER__RATE_LIMIT_PER_IP__PER_MINUTE": "0", "TANDEM_SERVER__RATE_LIMIT_PER_USER__PER_MINUTE": "0"}
+
 PG_ADMIN_URL = os.environ.get("TANDEM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -45,6 +49,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("TANDEM_") and key != "TANDEM_TEST_PG_URL":
             monkeypatch.delenv(key)
+    for key, value in UNLIMITED.items():
+        monkeypatch.setenv(key, value)
 
 
 async def _create_pg_database() -> tuple[str, str]:
@@ -112,4 +118,8 @@ def subprocess_env() -> dict[str, str]:
     """The environment for running `tandem` in a child process during tests."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_") or k == "TANDEM_TEST_PG_URL"}
     env["HF_HUB_OFFLINE"] = "1"
+    env.update(UNLIMITED)
+    # The small bundled model: `tandem run` and `chat` check the configured model at start-up.
+    env["TANDEM_LM__MODEL"] = "bundled:smollm2"
+    env["TANDEM_LM__N_THREADS"] = "1"
     return env

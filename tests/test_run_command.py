@@ -55,3 +55,12 @@ def test_run_serves_the_api_on_localhost_and_stops_on_sigterm(tmp_path: Path, su
             process.kill()
             raise
     assert process.returncode == 0
+
+
+def test_run_stops_at_start_up_when_the_model_is_missing(tmp_path: Path, subprocess_env) -> None:
+    env = {**subprocess_env, "TANDEM_DATA_DIR": str(tmp_path / "data"), "TANDEM_LM__MODEL": str(tmp_path / "no.gguf")}
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "run", "--port", "0"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "lm.model" in result.stderr and "no.gguf" in result.stderr
+    assert "Traceback" not in result.stderr

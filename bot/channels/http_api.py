@@ -11,6 +11,7 @@ from aiohttp import web
 from bot.core.errors import InputError, NotFound
 from bot.core.messages import Incoming, Reply
 from bot.core.text import clean_user_text
+from bot.channels.ratelimit import require_turn_budget
 from bot.channels.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
     try:
         body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):
+        # ValueError covers bad JSON and bad UTF-8; RecursionError, arrays nested thousands deep.
         raise web.HTTPBadRequest(reason="invalid JSON") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(reason="the body must be a JSON object")
@@ -103,6 +105,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
         text = clean_user_text(body.get("text"), services.settings.dispatcher.max_text_chars)
     except InputError as exc:
         raise web.HTTPBadRequest(reason=str(exc)) from None
+    require_turn_budget(request, user_id)
     incoming = Incoming(CHANNEL, str(user_id), text, conversation_id=conversation_id,
                         language=_language(body))
     stream = services.handle_turn(incoming)
@@ -159,6 +162,19 @@ async def post_rating(request: web.Request) -> web.Response:
     return web.json_response({"feedback_id": feedback_id}, status=201)
 
 
+async def delete_my_data(request: web.Request) -> web.Response:
+    """DELETE /api/me?confirm=true: everything of the token's user (conversations, messages,
+    feedback, stories) is deleted and the token stops working. Without confirm: 409."""
+    user_id = await authenticated_user(request)
+    if request.query.get("confirm") != "true":
+        return json_error(409, "confirmation_required",
+                          "This deletes all your conversations, stories and feedback and cannot be undone; "
+                          "repeat with ?confirm=true.")
+    await request.app[SERVICES].conversations.delete_user(user_id)
+    log.info("user data deleted user=%s channel=%s", user_id, CHANNEL)
+    return web.Response(status=204)
+
+
 def _language(body: dict[str, Any]) -> str | None:
     language = body.get("language")
     return language if language in ("en", "ru") else None
@@ -171,3 +187,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/conversations/{conversation_id}/messages", post_message)
     app.router.add_post("/api/conversations/{conversation_id}/rating", post_rating)
     app.router.add_post("/api/messages/{message_id}/feedback", post_thumb)
+    app.router.add_delete("/api/me", delete_my_data)

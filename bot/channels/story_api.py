@@ -11,12 +11,15 @@ from typing import Any
 from aiohttp import web
 
 from bot.channels.http_api import authenticated_user, json_error, read_json
+from bot.channels.ratelimit import require_turn_budget
 from bot.channels.services import SERVICES
-from bot.core.errors import InputError, ModelUnavailable, NotFound
+from bot.core.errors import InputError, ModelUnavailable, NotFound, StorageError
+from bot.core.text import clean_text
 from bot.story.service import StoryService
 from bot.story.tree import CandidateDone, GenerationDone, PassageDelta, passage_json
 
 log = logging.getLogger(__name__)
+NOT_SAVED = "I can't save the story right now, so that passage was not kept. Please try again in a moment."
 
 
 @web.middleware
@@ -66,6 +69,17 @@ def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str | Non
         return None
     if not isinstance(value, str):
         raise InputError(f"`{key}` must be a string.")
+    return clean_text(value)
+
+
+def _cleaned(value: Any) -> Any:
+    """Every string inside a JSON value cleaned as chat text is (an import holds dozens)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_cleaned(item) for item in value]
+    if isinstance(value, dict):
+        return {clean_text(key): _cleaned(item) for key, item in value.items()}
     return value
 
 
@@ -82,6 +96,7 @@ async def list_stories(request: web.Request) -> web.Response:
 
 async def start_story(request: web.Request) -> web.Response:
     user_id = await authenticated_user(request)
+    require_turn_budget(request, user_id)
     body = await read_json(request)
     fields = {key: _text(body, key, required=False) for key in ("title", "genre", "premise", "style", "text")}
     settings = body.get("settings")
@@ -94,7 +109,8 @@ async def start_story(request: web.Request) -> web.Response:
 
 async def import_story(request: web.Request) -> web.Response:
     user_id = await authenticated_user(request)
-    view = await _service(request).import_(user_id, await read_json(request))
+    require_turn_budget(request, user_id)
+    view = await _service(request).import_(user_id, _cleaned(await read_json(request)))
     return web.json_response({"story": view.to_json()}, status=201)
 
 
@@ -141,6 +157,7 @@ async def get_tree(request: web.Request) -> web.Response:
 
 async def write_passage(request: web.Request) -> web.Response:
     service, user_id, story_id = await _story(request)
+    require_turn_budget(request, user_id)
     body = await read_json(request)
     view = await service.write(user_id, story_id, _text(body, "text"))
     return web.json_response({"story": view.to_json()}, status=201)
@@ -148,6 +165,7 @@ async def write_passage(request: web.Request) -> web.Response:
 
 async def continue_story(request: web.Request) -> web.StreamResponse:
     service, user_id, story_id = await _story(request)
+    require_turn_budget(request, user_id)
     body = await read_json(request) if request.can_read_body else {}
     events = service.continue_(user_id, story_id, text=_text(body, "text", required=False),
                                candidates=_int(body, "candidates"))
@@ -156,6 +174,7 @@ async def continue_story(request: web.Request) -> web.StreamResponse:
 
 async def retry_story(request: web.Request) -> web.StreamResponse:
     service, user_id, story_id = await _story(request)
+    require_turn_budget(request, user_id)
     body = await read_json(request) if request.can_read_body else {}
     return await _respond_generation(request, service.retry(user_id, story_id, candidates=_int(body, "candidates")))
 
@@ -179,7 +198,16 @@ async def _respond_generation(request: web.Request, events: AsyncIterator[Any]) 
             event = await anext(events)
         except StopAsyncIteration:
             break
+        except StorageError:
+            # The stream is open, so no error status can be sent: the error is its last event.
+            # What the events before it called stored is stored; the rest was not.
+            await response.write(_sse_error("storage_unavailable", NOT_SAVED))
+            break
     return response
+
+
+def _sse_error(code: str, message: str) -> bytes:
+    return f"event: error\ndata: {json.dumps({'code': code, 'message': message})}\n\n".encode()
 
 
 def _sse(event: Any) -> bytes:
@@ -266,7 +294,7 @@ async def add_lore(request: web.Request) -> web.Response:
         keys = keys.split(",")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise InputError("`keys` must be a list of keywords.")
-    entry = await service.set_lore(user_id, story_id, keys, _text(body, "text"))
+    entry = await service.set_lore(user_id, story_id, _cleaned(keys), _text(body, "text"))
     return web.json_response({"id": entry.id, "keys": list(entry.keys), "text": entry.text}, status=201)
 
 
@@ -282,6 +310,7 @@ async def remove_lore(request: web.Request) -> web.Response:
 
 async def character(request: web.Request) -> web.StreamResponse:
     service, user_id, story_id = await _story(request)
+    require_turn_budget(request, user_id)
     body = await read_json(request)
     history = body.get("history") or []
     if not isinstance(history, list) or not all(
@@ -289,7 +318,8 @@ async def character(request: web.Request) -> web.StreamResponse:
     ):
         raise InputError("`history` must be a list of [question, answer] pairs.")
     name = _text(body, "name")
-    pieces = service.character(user_id, story_id, name, _text(body, "question"), [tuple(h) for h in history])
+    pieces = service.character(user_id, story_id, name, _text(body, "question"),
+                               [tuple(h) for h in _cleaned(history)])
     first = await anext(pieces, "")
     if not _wants_stream(request):
         answer = first + "".join([piece async for piece in pieces])

@@ -163,7 +163,7 @@ class TelegramChannel:
         try:
             data = await request.json()
             update = Update.de_json(data, app.bot)
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             raise web.HTTPBadRequest(reason="not a Telegram update") from None
         if update is None:
             raise web.HTTPBadRequest(reason="not a Telegram update")
@@ -414,13 +414,16 @@ class TelegramChannel:
         action = callback.args[0]
         if action not in STORY_COMMANDS:
             raise ValueError(action)
+        # Checked before the click is answered: a click can be answered once, and a broken one says so.
+        number = callback.args[1] if action == kb.STORY_CHOOSE else ""
+        if action == kb.STORY_CHOOSE and not number.isdecimal():
+            raise ValueError(number)
         latest = self._story_messages.get(message.chat.id)
         if latest is not None and latest[0] != message.message_id:
             await self._answer(query, say("not_latest", language))
             await self._show_choice(message, {kb.STORY}, None)
             return
         await self._answer(query, None)
-        number = callback.args[1] if action == kb.STORY_CHOOSE else ""
         await self._show_choice(message, {kb.STORY}, f"✓ {number}" if number else None)
         await self._turn(message.chat, query.from_user, STORY_COMMANDS[action].format(number))
 
@@ -439,6 +442,8 @@ class TelegramChannel:
         if message.chat.type != ChatType.PRIVATE or query.from_user.id != message.chat.id:
             await self._answer(query, say("not_yours", language))
             return
+        if callback.args[:1] not in (("yes",), ("no",)):
+            raise ValueError(callback.args)  # before answering: a click is answered once
         await self._answer(query, None)
         if callback.args[0] == "yes":
             user_id = await self._user_id(message.chat, query.from_user)

@@ -45,7 +45,8 @@ def encode(kind: str, *args: object) -> str:
 
 
 def decode(data: str | None) -> Callback:
-    if not data or len(data.encode("utf-8")) > MAX_CALLBACK_BYTES:
+    # Lone surrogates (a forged update) cannot be encoded: not Tandem's either.
+    if not data or len(data.encode("utf-8", "surrogatepass")) > MAX_CALLBACK_BYTES or not data.isprintable():
         raise CallbackDataError(f"not Tandem's callback_data: {data!r}")
     kind, *args = data.split(":")
     if kind not in {THUMB, RATE, SUGGEST, STORY, LANGUAGE, DELETE, NOOP}:

@@ -25,8 +25,8 @@ async def chat_loop(
 
     The prompt ("you> ") is shown only when stdin is a terminal, so piped output stays clean.
     """
-    stdin = stdin or sys.stdin
-    stdout = stdout or sys.stdout
+    stdin = stdin or _tolerant(sys.stdin)
+    stdout = stdout or _tolerant(sys.stdout)
     user_id = user_id or _local_user()
     show_prompt = stdin.isatty() if prompt is None else prompt
     loop = asyncio.get_running_loop()
@@ -56,6 +56,15 @@ async def chat_loop(
         stdout.flush()
         turns += 1
     return turns
+
+
+def _tolerant(stream: TextIO) -> TextIO:
+    """The process's own stream, replacing what it cannot decode or encode instead of raising:
+    piped input may hold any bytes, and one bad byte must not end the chat with a traceback."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="replace")
+    return stream
 
 
 def _local_user() -> str:

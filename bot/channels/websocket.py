@@ -7,11 +7,13 @@ Protocol (JSON objects with a "type"); the client speaks first with `hello`:
   ← welcome {token, conversation_id, messages, rating, resumed, pending}
   → message {client_id, text}       ← ack {client_id, duplicate}, typing, delta {client_id, text}…, reply {client_id, …}
                                      ← rejected {client_id, message}  (refused input; nothing stored)
+                                     ← error {code: "unavailable", client_id}  (not stored: send it again)
   → stop {}                         the running generation stops; its reply comes, status "incomplete"
   → thumb {message_id, value: up|down}      ← thumb_saved {message_id, value}
   → rating {rating: 1..5, comment?}         ← rating_saved {rating, comment}
   → offer {kind: "rating"}                  the widget showed a rating request (for response rates)
   → new_conversation {}                     ← welcome (empty transcript)
+  → delete_my_data {confirm: true}          ← deleted {}, then the socket closes (the token is gone)
   → ping {}                                 ← pong {}
   ← error {code, message, client_id?}
 """
@@ -29,10 +31,11 @@ from aiohttp import WSMsgType, web
 
 from bot.channels.http_api import reply_json
 from bot.channels.origins import origin_allowed
+from bot.channels.ratelimit import LIMITS, WebLimits, client_ip, slow_down_message
 from bot.channels.services import SERVICES, Services
 from bot.core.errors import InputError, NotFound, StorageError
 from bot.core.messages import Incoming, Reply, ReplyStream
-from bot.core.text import clean_user_text
+from bot.core.text import clean_comment, clean_user_text
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,11 @@ class ClientLedger:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
+    def forget(self, user_id: int, client_id: str, sent: _Sent) -> None:
+        """Drop the entry of a message that was never stored, so the client's resend is taken afresh."""
+        if self._entries.get((user_id, client_id)) is sent:
+            del self._entries[(user_id, client_id)]
+
     def running(self, user_id: int, conversation_id: str) -> list[tuple[str, _Sent]]:
         return [(cid, s) for (uid, cid), s in self._entries.items()
                 if uid == user_id and s.conversation_id == conversation_id and s.reply is None
@@ -88,6 +96,10 @@ class WidgetSession:
     language: str | None = None
     streams: set[ReplyStream] = field(default_factory=set)
     tasks: set[asyncio.Task] = field(default_factory=set)
+    # Rate limits (None: unlimited): every frame counts against the client address, every
+    # chat message against the user as well.
+    limits: WebLimits | None = None
+    ip: str = "unknown"
 
     async def send(self, payload: dict[str, Any]) -> None:
         if self.ws.closed:
@@ -116,25 +128,32 @@ class WidgetSession:
     async def receive(self, raw: str) -> None:
         try:
             frame = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             await self.error("bad_request", "invalid JSON")
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.error("bad_request", "a frame is a JSON object with a `type`")
             return
         kind = frame["type"]
+        if self.limits is not None:
+            wait = self.limits.per_ip.take(f"ip:{self.ip}")
+            if wait == 0 and kind == "message" and self.user_id is not None:
+                wait = self.limits.per_user.take(f"user:{self.user_id}")
+            if wait > 0:
+                log.info("ws rate limited ip=%s user=%s type=%s", self.ip, self.user_id, kind)
+                await self.error("rate_limited", slow_down_message(wait), retry_after=max(1, round(wait)),
+                                 client_id=frame.get("client_id") if isinstance(frame.get("client_id"), str) else None)
+                return
         if kind == "ping":
             await self.send({"type": "pong"})
             return
-        if kind == "hello":
-            await self.hello(frame)
-            return
-        if self.user_id is None:
+        if self.user_id is None and kind != "hello":
             await self.error("hello_first", "send `hello` first")
             return
         handler = {
-            "message": self.message, "stop": self.stop, "thumb": self.thumb, "rating": self.rating,
-            "offer": self.offer, "new_conversation": self.new_conversation,
+            "hello": self.hello, "message": self.message, "stop": self.stop, "thumb": self.thumb,
+            "rating": self.rating, "offer": self.offer, "new_conversation": self.new_conversation,
+            "delete_my_data": self.delete_my_data,
         }.get(kind)
         if handler is None:
             await self.error("bad_request", f"unknown frame type {kind!r}")
@@ -203,11 +222,11 @@ class WidgetSession:
         known = self.ledger.get(self.user_id, client_id)
         if known is not None:
             # A resend: acknowledge again and answer from the first turn; nothing is stored twice.
-            await self.send({"type": "ack", "client_id": client_id, "duplicate": True})
             if known.reply is not None:
+                await self.send({"type": "ack", "client_id": client_id, "duplicate": True})
                 await self.send({"type": "reply", "client_id": client_id, **reply_json(known.reply)})
             else:
-                self.spawn(self._finish_later(client_id, known))
+                self.spawn(self._answer(client_id, known, self._finish_later, duplicate=True))
             return
         try:
             text = clean_user_text(frame.get("text"), self.services.settings.dispatcher.max_text_chars)
@@ -219,8 +238,22 @@ class WidgetSession:
         ))
         sent = _Sent(stream, self.conversation_id)
         self.ledger.add(self.user_id, client_id, sent)
-        await self.send({"type": "ack", "client_id": client_id, "duplicate": False})
-        self.spawn(self._forward(client_id, sent))
+        self.spawn(self._answer(client_id, sent, self._forward, duplicate=False))
+
+    async def _answer(self, client_id: str, sent: _Sent, forward, *, duplicate: bool) -> None:
+        """`ack` once the message is stored (the widget then drops it from its outbox), then the
+        reply. A message the database could not take gets an `unavailable` error instead: it
+        stays in the widget's outbox and is sent again, and taken afresh."""
+        user_id = self.user_id
+        if await sent.stream.user_message_id() is None:
+            reply = await sent.stream.reply()
+            if reply.status != "rejected":  # not refused, not stored: the database failed
+                if user_id is not None:
+                    self.ledger.forget(user_id, client_id, sent)
+                await self.error("unavailable", reply.text, client_id=client_id)
+                return
+        await self.send({"type": "ack", "client_id": client_id, "duplicate": duplicate})
+        await forward(client_id, sent)
 
     async def _forward(self, client_id: str, sent: _Sent) -> None:
         self.streams.add(sent.stream)
@@ -275,7 +308,8 @@ class WidgetSession:
         except InputError as exc:
             await self.error("bad_request", str(exc))
             return
-        await self.send({"type": "rating_saved", "rating": rating, "comment": (comment or "").strip() or None})
+        # The comment as stored (cleaned), so the widget shows what a resume will show.
+        await self.send({"type": "rating_saved", "rating": rating, "comment": clean_comment(comment)})
 
     async def offer(self, frame: dict[str, Any]) -> None:
         kind = frame.get("kind", "rating")
@@ -284,6 +318,20 @@ class WidgetSession:
             return
         assert self.conversation_id is not None
         await self.services.feedback.add_offer(self.conversation_id, "rating", CHANNEL)
+
+    async def delete_my_data(self, frame: dict[str, Any]) -> None:
+        if frame.get("confirm") is not True:
+            await self.error("confirmation_required", "Send `confirm: true` to delete all your conversations, "
+                             "stories and feedback; this cannot be undone.")
+            return
+        assert self.user_id is not None
+        for stream in list(self.streams):
+            stream.cancel()
+        await self.services.conversations.delete_user(self.user_id)
+        log.info("user data deleted user=%s channel=%s", self.user_id, CHANNEL)
+        self.user_id = self.conversation_id = None
+        await self.send({"type": "deleted"})
+        await self.ws.close()
 
     async def new_conversation(self, frame: dict[str, Any]) -> None:
         assert self.user_id is not None
@@ -300,11 +348,21 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     # heartbeat: pings keep proxies from closing an idle socket and find dead clients.
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=services.settings.server.max_ws_message_bytes)
     await ws.prepare(request)
-    session = WidgetSession(services, request.app[LEDGER], ws)
+    limits = request.app.get(LIMITS)
+    session = WidgetSession(services, request.app[LEDGER], ws, limits=limits,
+                            ip=client_ip(request, limits.trust_forwarded_for if limits else False))
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                await session.receive(msg.data)
+                try:
+                    await session.receive(msg.data)
+                except Exception:
+                    # The socket's one catch-all: an error escaping the handler would be answered
+                    # with an HTTP error page written into the open socket, which breaks the client.
+                    log.exception("ws frame failed conversation=%s", session.conversation_id)
+                    await session.error("internal", "Something went wrong on our side. Please try again.")
+            elif msg.type == WSMsgType.BINARY:
+                await session.error("bad_request", "frames are JSON text, not binary")
             elif msg.type == WSMsgType.ERROR:
                 log.info("ws error conversation=%s: %s", session.conversation_id, ws.exception())
                 break

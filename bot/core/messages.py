@@ -59,5 +59,10 @@ class ReplyStream:
     async def reply(self) -> Reply:  # pragma: no cover - interface
         raise NotImplementedError
 
+    async def user_message_id(self) -> int | None:  # pragma: no cover - interface
+        """The id of the user's message once it is stored, or None when the turn ended without
+        storing it (refused, or the database failed): what a channel may acknowledge."""
+        raise NotImplementedError
+
     def cancel(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError

@@ -40,6 +40,10 @@ NOT_SAVED = {
     "en": "Sorry, I can't save messages right now, so I didn't take that one. Please try again in a moment.",
     "ru": "Извините, сейчас я не могу сохранять сообщения, так что это не принял. Попробуйте чуть позже.",
 }
+CANNOT_SAVE = {
+    "en": "Sorry, I can't save anything right now, so I couldn't finish that. Please try again in a moment.",
+    "ru": "Извините, сейчас я не могу ничего сохранить, так что не смог это закончить. Попробуйте чуть позже.",
+}
 
 
 class GraphStepLike(Protocol):
@@ -143,6 +147,7 @@ class Dispatcher:
                 # Refused input is answered but not stored: nothing stored changes.
                 return Reply(conversation_id, str(exc), "dispatcher", status="rejected")
             user_message_id = await self.repo.add_user_message(conversation_id, NewMessage("user", text))
+            stream.stored(user_message_id)
         except StorageError:
             log.exception("turn not stored conversation=%s channel=%s", conversation_id, incoming.channel)
             return Reply(conversation_id, NOT_SAVED.get(language, NOT_SAVED["en"]), "dispatcher", status="fallback")
@@ -170,11 +175,14 @@ class Dispatcher:
                 stream.push(part)
             if route.skill is not None:
                 status = await self._run_skill(route.skill, turn, state, pieces, stream)
-        except Exception:  # the one catch-all of a turn: log it, answer politely
+        except Exception as exc:  # the one catch-all of a turn: log it, answer politely
             log.exception("turn failed conversation=%s skill=%s", conversation_id, skill_name)
-            pieces = [APOLOGY.get(language, APOLOGY["en"])]
+            # A database that refuses writes is not "something broke": say that nothing was saved.
+            answer = CANNOT_SAVE if isinstance(exc, StorageError) else APOLOGY
+            pieces = [answer.get(language, answer["en"])]
             status = "fallback"
-            state.active_skill = None
+            if not isinstance(exc, StorageError):  # a broken skill lets go; a story stays open
+                state.active_skill = None
 
         text_out = "".join(pieces).strip() or APOLOGY.get(language, APOLOGY["en"])
         latency_ms = int((time.perf_counter() - started) * 1000)
@@ -203,8 +211,11 @@ class Dispatcher:
 
     def _route(self, state: DialogState, turn: Turn) -> _Route:
         intent = turn.intent if self._confident(turn) else None
-        # 1. A skill holding the conversation keeps it, unless the user cancels or resets.
-        if state.active_skill and intent in RELEASE_INTENTS:
+        # 1. A skill holding the conversation keeps it, unless the user cancels or resets in
+        # so many words (a rule): inside a skill the user writes free text (a story passage,
+        # a comment), which a classifier's guess of "cancel" must not cut short.
+        guess = turn.annotations.intent
+        if state.active_skill and intent in RELEASE_INTENTS and guess is not None and guess.source == "rules":
             state.active_skill = None
         held = self.skills.get(state.active_skill)
         if held is not None:
@@ -258,7 +269,8 @@ class Dispatcher:
                         skill.name, budget)
             if len(pieces) == 0 or not "".join(pieces).strip():
                 pieces.append(TOO_SLOW.get(turn.language, TOO_SLOW["en"]))
-            state.active_skill = None
+            # A skill that holds the conversation (a story) keeps it: the next "continue" is still its.
+            state.active_skill = skill.name if turn.keep_active else None
             return "incomplete"
         if generation.cancelled():
             pieces.append(" " + STOPPED.get(turn.language, STOPPED["en"]))

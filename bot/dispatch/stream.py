@@ -19,6 +19,7 @@ class TurnStream(ReplyStream):
     def __init__(self) -> None:
         self._pieces: asyncio.Queue[object] = asyncio.Queue()
         self._reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._stored: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._cancel_hook: Callable[[], None] | None = None
         self.cancel_requested = False
         self.conversation_id: str | None = None
@@ -29,12 +30,19 @@ class TurnStream(ReplyStream):
         if piece:
             self._pieces.put_nowait(piece)
 
+    def stored(self, message_id: int | None) -> None:
+        """The user's message is stored as `message_id`; None: it is not and will not be."""
+        if not self._stored.done():
+            self._stored.set_result(message_id)
+
     def finish(self, reply: Reply) -> None:
+        self.stored(None)  # a turn that ends without having stored the message never will
         if not self._reply.done():
             self._reply.set_result(reply)
         self._pieces.put_nowait(_END)
 
     def fail(self, exc: BaseException) -> None:
+        self.stored(None)
         if not self._reply.done():
             self._reply.set_exception(exc)
         self._pieces.put_nowait(_END)
@@ -56,6 +64,9 @@ class TurnStream(ReplyStream):
 
     async def reply(self) -> Reply:
         return await asyncio.shield(self._reply)
+
+    async def user_message_id(self) -> int | None:
+        return await asyncio.shield(self._stored)
 
     def cancel(self) -> None:
         """Stop the generation; the text so far is kept and stored as incomplete."""

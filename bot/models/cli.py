@@ -57,7 +57,7 @@ def info(config_file: Path | None) -> None:
     """Show the configured model and the state of each bundled one."""
     settings = _settings(config_file)
     lm = settings.lm
-    click.echo(f"lm.model = {lm.model}  (backend {lm.backend}, threads {lm.n_threads or 'all cores'}, "
+    click.echo(f"lm.model = {lm.model}  (backend {lm.backend}, threads {lm.n_threads or 'all cores but one'}, "
                f"max_concurrent {lm.max_concurrent}, timeout {lm.timeout_s:g} s)")
     for key, state in bundled_status(Path(settings.data_dir)).items():
         click.echo(f"  bundled:{key:<14} {BUNDLED[key].description}")

@@ -48,9 +48,9 @@ class LmConfig(BaseModel):
     # auto: GGUF -> llama_cpp (transformers when llama-cpp-python is missing),
     # HF folder -> transformers, URL -> openai.
     backend: Backend = "auto"
-    # CPU threads of one generation; None = all cores. On a machine shared with the
-    # encoder and the server, leave a core free (llama.cpp threads spin-wait: one
-    # descheduled thread stalls them all).
+    # CPU threads of one generation; None = all cores but one, since the encoder and the
+    # server share the machine (llama.cpp threads spin-wait: one descheduled thread stalls
+    # them all).
     n_threads: int | None = Field(None, ge=1)
     # Tokens of prompt + answer; None = the model's own limit, capped at 4096 to bound
     # the KV cache memory (~30 MB per 1k tokens for the 1.5B default, per cached slot).

@@ -44,6 +44,46 @@ class _SavedSequence:
     tokens: Any  # numpy int array
 
 
+# llama.cpp's log callback; kept referenced here, since the C side only holds a pointer.
+_native_log_callback: Any = None
+
+
+def open_llama(**kwargs: Any) -> Any:
+    """A llama_cpp.Llama that leaves the process's stdout and stderr alone.
+
+    With verbose=False, llama-cpp-python silences loading by pointing file descriptors 1 and
+    2 at /dev/null for the whole process, which swallows what other threads print meanwhile
+    (the terminal chat's replies, the server's logs). So: verbose=True, llama.cpp's own log
+    routed to Python logging at DEBUG, and the library's few Python prints captured.
+    """
+    import contextlib
+    import io
+
+    import llama_cpp
+
+    global _native_log_callback
+    if _native_log_callback is None:
+        _native_log_callback = _make_native_log_callback()
+        llama_cpp.llama_log_set(_native_log_callback, None)
+    with contextlib.redirect_stderr(io.StringIO()):
+        llm = llama_cpp.Llama(verbose=True, **kwargs)
+    llm.verbose = False  # later calls (generation) print nothing either
+    return llm
+
+
+def _make_native_log_callback() -> Any:
+    import llama_cpp
+
+    native = logging.getLogger("llama_cpp.native")
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: Any) -> None:
+        if native.isEnabledFor(logging.DEBUG):
+            native.debug("%s", text.decode("utf-8", "replace").rstrip())
+
+    return callback
+
+
 class LlamaContextPool:
     """Llama contexts (one per concurrent generation) plus saved KV caches by cache_key.
 
@@ -168,7 +208,10 @@ class LlamaCppModel(ModelBase):
         self._workers = WorkerSet()
         self.path = Path(path)
         self.name = name or self.path.stem
-        self.n_threads = n_threads or os.cpu_count() or 1
+        # Default: all cores but one. llama.cpp's threads spin-wait for each other, so on a
+        # machine that also runs the encoder and the server, one descheduled thread stalls
+        # all of them (measured: 2 threads fell from 31 to 15 tok/s beside one encoder).
+        self.n_threads = n_threads or max(1, (os.cpu_count() or 1) - 1)
         self.context_window = context_window or 4096
         self._context_setting = context_window
         self.setting = setting
@@ -183,12 +226,11 @@ class LlamaCppModel(ModelBase):
         import llama_cpp
 
         started = time.perf_counter()
-        llm = llama_cpp.Llama(
+        llm = open_llama(
             model_path=str(self.path),
             n_ctx=self.context_window,
             n_threads=self.n_threads,
             n_threads_batch=self.n_threads,
-            verbose=False,
         )
         log.info(
             "llama.cpp context loaded model=%s ctx=%d threads=%d s=%.2f",
@@ -214,7 +256,7 @@ class LlamaCppModel(ModelBase):
         try:
             if self._context_setting is None:
                 # The model's trained length, capped to bound the KV cache of every pooled context.
-                probe = llama_cpp.Llama(model_path=str(self.path), vocab_only=True, verbose=False)
+                probe = open_llama(model_path=str(self.path), vocab_only=True)
                 self.context_window = min(4096, probe._model.n_ctx_train() or 4096)
                 probe.close()
             llm = self._new_context()

@@ -41,9 +41,16 @@ class EmbeddingCache:
     def load(self, model_id: str, fingerprint: str, texts: list[str]) -> np.ndarray | None:
         """The cached vectors of `texts`, or None when absent, unreadable or made for other texts."""
         remembered = self._memory.get((model_id, fingerprint))
-        if remembered is not None and remembered[0] == texts:
-            return remembered[1]
         path = self.path(model_id, fingerprint)
+        if remembered is not None and remembered[0] == texts:
+            if not path.exists():
+                # Another data folder of this process computed them: this folder gets its file
+                # too, so its next process starts without encoding the catalogue again.
+                try:
+                    self.store(model_id, fingerprint, texts, remembered[1])
+                except OSError as exc:
+                    log.warning("cannot write embedding cache %s: %s", path, exc)
+            return remembered[1]
         if not path.exists():
             return None
         try:

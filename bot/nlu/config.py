@@ -50,6 +50,16 @@ class NluConfig(BaseModel):
     # Threads for torch inside the encoder worker; llama.cpp generation shares the cores.
     torch_threads: int = Field(1, ge=1, le=64)
 
+    # A prompted generative model (lm.model) as a second opinion when the classifier is unsure:
+    # its best confidence within [judge_low, judge_high], or the runner-up within judge_margin.
+    # Off by default: each opinion costs a generation (~0.5 s with the 1.5B default on a CPU).
+    judge: bool = False
+    judge_low: float = Field(0.2, ge=0.0, le=1.0)
+    judge_high: float = Field(0.8, ge=0.0, le=1.0)
+    judge_margin: float = Field(0.05, ge=0.0, le=1.0)
+    judge_candidates: int = Field(4, ge=1, le=20)
+    judge_timeout_s: float = Field(5.0, gt=0.0)
+
     # Other annotators; each is skipped with a warning when its package is missing.
     language: bool = True
     languages: tuple[str, ...] = ("en", "ru")

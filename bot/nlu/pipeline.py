@@ -10,12 +10,16 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.core.annotations import Annotator
 from bot.core.errors import ModelUnavailable
 from bot.nlu.catalogue import IntentCatalogue
 from bot.nlu.config import NluConfig
 from bot.nlu.rules import RuleAnnotator
+
+if TYPE_CHECKING:
+    from bot.models.base import LanguageModel
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,10 @@ def _intent_classifier(config: NluConfig, catalogue: IntentCatalogue, data_dir: 
     return EmbeddingIntentClassifier(catalogue, config, data_dir)
 
 
-def build_annotators(config: NluConfig, catalogue: IntentCatalogue, data_dir: Path) -> list[Annotator]:
-    """The annotators of one bot, in the order they run on every message."""
+def build_annotators(config: NluConfig, catalogue: IntentCatalogue, data_dir: Path,
+                     language_model: LanguageModel | None = None) -> list[Annotator]:
+    """The annotators of one bot, in the order they run on every message. `language_model` is
+    the judge's, when `config.judge` asks for a generative second opinion."""
     from bot.nlu.signals import LanguageAnnotator, OffensiveAnnotator, SentimentAnnotator
 
     annotators: list[Annotator] = []
@@ -72,6 +78,15 @@ def build_annotators(config: NluConfig, catalogue: IntentCatalogue, data_dir: Pa
     classifier = _intent_classifier(config, catalogue, data_dir)
     if classifier is not None:
         annotators.append(classifier)
+        if config.judge:
+            if language_model is None:
+                log.warning("nlu.judge is on but there is no language model: no second opinions")
+            else:
+                from bot.nlu.judge import GenerativeIntentJudge, JudgeConfig
+
+                annotators.append(GenerativeIntentJudge(catalogue, language_model, JudgeConfig(
+                    low=config.judge_low, high=config.judge_high, margin=config.judge_margin,
+                    candidates=config.judge_candidates, timeout_s=config.judge_timeout_s)))
     for enabled, cls, kwargs in [
         (config.sentiment, SentimentAnnotator, {}),
         (config.offensive, OffensiveAnnotator, {"threshold": config.offensive_threshold}),

@@ -13,8 +13,14 @@ from sqlalchemy import delete, func, select, update
 from bot.core.errors import NotFound
 from bot.core.skill import HistoryItem
 from bot.core.state import DialogState
+from bot.core.text import clean_text
 from bot.storage.database import Database
-from bot.storage.schema import Conversation, DialogStateRow, Feedback, FeedbackOffer, Message, User, utcnow
+from bot.storage.schema import (
+    Conversation, DialogStateRow, Feedback, FeedbackOffer, LoreEntry, Message, Passage, Story, StorySummary, User,
+    is_conversation_id, utcnow,
+)
+
+DISPLAY_NAME_CHARS = 256  # users.display_name
 
 
 def hash_token(token: str) -> str:
@@ -60,6 +66,9 @@ class ConversationRepo:
 
     async def user_for(self, channel: str, external_id: str, display_name: str | None = None) -> int:
         """The id of the user known to `channel` as `external_id`, created on first sight."""
+        if display_name:
+            # Names come from the channel (a Telegram first name): as hostile as any message.
+            display_name = clean_text(display_name).strip()[:DISPLAY_NAME_CHARS] or None
         async with self.db.transaction() as session:
             user = await session.scalar(
                 select(User).where(User.channel == channel, User.external_id == external_id)
@@ -88,9 +97,16 @@ class ConversationRepo:
             return await session.scalar(select(User.id).where(User.token_hash == hash_token(token)))
 
     async def delete_user(self, user_id: int) -> None:
-        """Delete the user and, by cascade, their conversations, messages, feedback and state."""
+        """Delete the user and everything kept about them: conversations, messages, feedback,
+        dialog state and stories (with passages, lore and summaries), in one transaction."""
         async with self.db.transaction() as session:
             conversation_ids = select(Conversation.id).where(Conversation.user_id == user_id)
+            story_ids = select(Story.id).where(Story.user_id == user_id)
+            for table in (StorySummary, LoreEntry):
+                await session.execute(delete(table).where(table.story_id.in_(story_ids)))
+            await session.execute(update(Passage).where(Passage.story_id.in_(story_ids)).values(parent_id=None))
+            await session.execute(delete(Passage).where(Passage.story_id.in_(story_ids)))
+            await session.execute(delete(Story).where(Story.user_id == user_id))
             # Explicit deletes (children first) so it holds even where cascades are off.
             await session.execute(delete(DialogStateRow).where(DialogStateRow.conversation_id.in_(conversation_ids)))
             await session.execute(delete(Feedback).where(Feedback.user_id == user_id))
@@ -128,6 +144,8 @@ class ConversationRepo:
         return current or await self.open_conversation(user_id, channel)
 
     async def owner_of(self, conversation_id: str) -> int | None:
+        if not is_conversation_id(conversation_id):
+            return None
         async with self.db.transaction() as session:
             return await session.scalar(select(Conversation.user_id).where(Conversation.id == conversation_id))
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -41,50 +42,102 @@ def safe_url(url: str) -> str:
 class Database:
     """Owns the engine and the session factory; one per process, built by the composition root."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, busy_timeout_s: float = 30.0) -> None:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        # The SQLite file, watched so that a file moved, deleted or replaced under the open
+        # connections is noticed (see _check_file).
+        self.path: Path | None = None
+        self._file_id: tuple[int, int] | None = None
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(parsed.database)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         kwargs: dict = {"echo": echo}
         if self.is_sqlite:
             # aiosqlite runs one thread per connection; a busy timeout lets writers queue
             # instead of failing at once when another process holds the write lock.
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": busy_timeout_s}
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            busy_timeout_ms = max(1, int(busy_timeout_s * 1000))
+
+            def pragmas(dbapi_connection, _record) -> None:
+                _sqlite_pragmas(dbapi_connection, busy_timeout_ms)
+
+            event.listen(self.engine.sync_engine, "connect", pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits on success, rolls back on error, raises StorageError."""
+        await self._check_file()
         try:
             async with self.sessions() as session, session.begin():
                 yield session
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
+            # OSError: a driver that cannot connect (refused, unreachable, timed out) may raise it bare.
             log.error("database error on %s: %s", safe_url(self.url), type(exc).__name__)
             raise StorageError(f"database error: {type(exc).__name__}") from exc
+
+    async def ping(self) -> None:
+        """Raise StorageError unless the database can be written now (for the health check)."""
+        await self._check_file()
+        if self.path is not None and self.path.exists() and not os.access(self.path, os.W_OK):
+            raise StorageError(f"the database file is not writable: {self.path}")
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageError(f"database error: {type(exc).__name__}") from exc
+
+    async def _check_file(self) -> None:
+        """SQLite's open connections go on writing into a file that was moved or deleted, and
+        those writes are lost to the next start: refuse to work while the file is missing, and
+        reopen the connections when another file (a restored backup) took its place."""
+        if self.path is None:
+            return
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            if self._file_id is None:
+                return  # never opened yet: SQLite creates it
+            raise StorageError(f"the database file is missing: {self.path}") from None
+        except OSError as exc:
+            raise StorageError(f"the database file cannot be read: {type(exc).__name__}") from exc
+        file_id = (stat.st_dev, stat.st_ino)
+        if self._file_id is not None and file_id != self._file_id:
+            log.warning("database file replaced, reopening path=%s", self.path)
+            await self.engine.dispose()
+        self._file_id = file_id
 
     async def migrate(self, revision: str = "head") -> None:
         """Bring the schema to `revision`; migrations are the only way the schema is made."""
         cfg = alembic_config(self.url)
-        # Alembic's env.py runs its own event loop, so it gets a thread of its own.
-        await asyncio.to_thread(command.upgrade, cfg, revision)
+        try:
+            # Alembic's env.py runs its own event loop, so it gets a thread of its own.
+            await asyncio.to_thread(command.upgrade, cfg, revision)
+        except (SQLAlchemyError, OSError) as exc:
+            # Start-up stops with this message: say where and why, never with the password.
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            password = make_url(self.url).password
+            if password:
+                reason = reason.replace(password, "***")
+            raise StorageError(f"cannot migrate the database at {safe_url(self.url)}: "
+                               f"{type(exc).__name__}: {reason}") from exc
         log.info("database migrated to %s: %s", revision, safe_url(self.url))
 
     async def close(self) -> None:
         await self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection, busy_timeout_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers work while one writer writes; foreign keys make deletes cascade.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import select, update
 
 from bot.core.errors import InputError, NotFound
+from bot.core.text import clean_comment
 from bot.storage.database import Database
-from bot.storage.schema import Conversation, Feedback, FeedbackOffer, Message
+from bot.storage.schema import Conversation, Feedback, FeedbackOffer, Message, is_row_id, is_conversation_id
 
 MAX_COMMENT_CHARS = 4000
 
@@ -31,6 +32,8 @@ class FeedbackRepo:
         self.db = db
 
     async def add_thumb(self, message_id: int, user_id: int, up: bool, channel: str | None = None) -> int:
+        if not is_row_id(message_id):
+            raise NotFound("no such message")
         async with self.db.transaction() as session:
             row = await session.execute(
                 select(Message.conversation_id, Message.author, Conversation.user_id)
@@ -55,7 +58,7 @@ class FeedbackRepo:
     ) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
             raise InputError("a rating is a whole number from 1 to 5")
-        comment = _clean_comment(comment)
+        comment = _checked_comment(comment)
         async with self.db.transaction() as session:
             await self._check_owner(session, conversation_id, user_id)
             feedback = Feedback(
@@ -74,7 +77,7 @@ class FeedbackRepo:
     async def add_comment(
         self, conversation_id: str, user_id: int, text: str, message_id: int | None = None, channel: str | None = None
     ) -> int:
-        comment = _clean_comment(text)
+        comment = _checked_comment(text)
         if not comment:
             raise InputError("the comment is empty")
         async with self.db.transaction() as session:
@@ -102,15 +105,15 @@ class FeedbackRepo:
             return [FeedbackRecord(f.id, f.kind, f.value, f.comment, f.message_id, f.conversation_id) for f in rows]
 
     async def _check_owner(self, session: Any, conversation_id: str, user_id: int) -> None:
+        if not is_conversation_id(conversation_id):
+            raise NotFound("no such conversation")
         owner = await session.scalar(select(Conversation.user_id).where(Conversation.id == conversation_id))
         if owner != user_id:
             raise NotFound("no such conversation")
 
 
-def _clean_comment(text: str | None) -> str | None:
-    if text is None:
-        return None
-    text = text.replace("\x00", "").strip()
-    if len(text) > MAX_COMMENT_CHARS:
+def _checked_comment(text: str | None) -> str | None:
+    text = clean_comment(text)
+    if text is not None and len(text) > MAX_COMMENT_CHARS:
         raise InputError(f"a comment is at most {MAX_COMMENT_CHARS} characters")
-    return text or None
+    return text

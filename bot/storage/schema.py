@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,22 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Integer ids are 32-bit on PostgreSQL (64-bit on SQLite); a number outside that range names no
+# row, and sending it to the driver would fail instead of finding nothing.
+MAX_ROW_ID = 2**31 - 1
+# Conversation ids are made by uuid4().hex; anything else (NUL, surrogates, kilobytes) names none.
+_CONVERSATION_ID = re.compile(r"[0-9A-Za-z_-]{1,32}")
+
+
+def is_row_id(value: object) -> bool:
+    """Whether `value` can be an integer primary key (a caller's id that may or may not exist)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_ROW_ID - 1 <= value <= MAX_ROW_ID
+
+
+def is_conversation_id(value: object) -> bool:
+    return isinstance(value, str) and _CONVERSATION_ID.fullmatch(value) is not None
 
 
 class Base(DeclarativeBase):

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 
 from bot.core.errors import NotFound
 from bot.storage.database import Database
-from bot.storage.schema import LoreEntry, Passage, Story, StorySummary, utcnow
+from bot.storage.schema import LoreEntry, Passage, Story, StorySummary, is_row_id, utcnow
 
 # Story columns a caller may change in place; passages are never changed in place.
 EDITABLE = frozenset({"title", "genre", "premise", "style", "language", "memory", "author_note", "settings"})
@@ -114,7 +114,7 @@ class StoryRepo:
         self.db = db
 
     async def _owned(self, session, user_id: int, story_id: int) -> Story:
-        row = await session.get(Story, story_id)
+        row = await session.get(Story, story_id) if is_row_id(story_id) else None
         if row is None or row.user_id != user_id:
             raise NotFound(f"story {story_id}")
         return row
@@ -257,7 +257,7 @@ class StoryRepo:
     async def remove_lore(self, user_id: int, story_id: int, lore_id: int) -> None:
         async with self.db.transaction() as session:
             await self._owned(session, user_id, story_id)
-            row = await session.get(LoreEntry, lore_id)
+            row = await session.get(LoreEntry, lore_id) if is_row_id(lore_id) else None
             if row is None or row.story_id != story_id:
                 raise NotFound(f"lore entry {lore_id}")
             await session.delete(row)

@@ -23,12 +23,15 @@ CHARACTER_TOKENS = 80
 
 
 def describe_error(exc: BaseException) -> str:
-    """A short reason, safe to show to the user; the prefix tells whether retrying now can help."""
+    """A short reason, safe to show to the user; the prefix tells whether retrying now can help.
+
+    The exception's own text (a backend URL, a server's answer) goes to the log (the caller
+    logs it), not to the user."""
     if isinstance(exc, ModelTimeout | TimeoutError):
         return "timeout: the model took too long"
     if isinstance(exc, ModelUnavailable):
-        return f"unavailable: {exc}"
-    return f"error: {exc}"
+        return "unavailable: the language model cannot be reached right now"
+    return "error: the language model failed while writing"
 
 
 class PassageGenerator:

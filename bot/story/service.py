@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.core.errors import InputError
+from bot.core.text import is_blank
 from bot.models.base import LanguageModel
 from bot.story.export import FORMATS, export_json, export_markdown, export_text, parse_import
 from bot.story.generation import PassageGenerator
@@ -53,7 +54,7 @@ class StoryService:
     # --- checks ------------------------------------------------------------------
 
     def check_passage(self, text: object) -> str:
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or is_blank(text):
             raise InputError("That passage is empty. Write what happens next, or say /continue and I'll write it.")
         text = text.strip()
         if len(text) > self.max_passage_chars:
@@ -63,7 +64,7 @@ class StoryService:
 
     @staticmethod
     def check_title(title: object) -> str:
-        if not isinstance(title, str) or not title.strip():
+        if not isinstance(title, str) or is_blank(title):
             raise InputError("The title is empty. Give the story a name, e.g. /rename The Lantern.")
         title = " ".join(title.split())
         if len(title) > MAX_TITLE_CHARS:
@@ -88,7 +89,8 @@ class StoryService:
                     text: str | None = None, settings: dict[str, Any] | None = None) -> StoryView:
         """A new story; `text` is the user's first passage (else the model opens it on /continue)."""
         language = language if language in ("en", "ru") else "en"
-        title = self.check_title(title) if title else DEFAULT_TITLE[language]
+        # No title, or one that shows nothing, is the default title.
+        title = self.check_title(title) if title and not is_blank(title) else DEFAULT_TITLE[language]
         chosen = self.defaults.changed(settings) if settings else self.defaults
         first = self.check_passage(text) if text is not None else None
         for label, value, limit in (("genre", genre, 100), ("style", style, 200), ("premise", premise, 2000)):

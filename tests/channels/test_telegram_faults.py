@@ -3,12 +3,38 @@ webhook mode with and without the right secret; a conversation that survives a r
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.core.skill import Skill, Turn
 from bot.storage.schema import Conversation, Feedback, Message
-from tests.channels.fake_bot_api import BOT_ID
+from tests.channels.fake_bot_api import BOT_ID, FakeBotApi
 from tests.channels.telegram_harness import SECRET, api, bot, running_bot  # noqa: F401 - fixtures
 
 ANN = 501
+GROUP = -100400
 WEBHOOK = "https://tandem.example/telegram/webhook"
+
+
+class StreamingSkill(Skill):
+    """Stands in for the fallback skill: streams `pieces` slowly, so the reply is shown while it grows."""
+
+    name = "fallback"
+
+    def __init__(self, pieces: list[str], delay_s: float) -> None:
+        super().__init__()
+        self.pieces, self.delay_s = pieces, delay_s
+
+    async def respond(self, turn: Turn) -> AsyncIterator[str]:
+        for piece in self.pieces:
+            await asyncio.sleep(self.delay_s)
+            yield piece
+
+
+def faults_left(api: FakeBotApi, method: str) -> int:
+    return sum(f.times for f in api.faults if f.method == method)
 
 
 async def test_a_429_is_waited_out_and_the_message_arrives_once(bot) -> None:
@@ -106,3 +132,38 @@ async def test_a_conversation_survives_a_restart(api, tmp_path) -> None:
         assert [(f.kind, f.value, f.comment) for f in feedback] == [("rating", 4, None), ("comment", None, "Nice chat")]
         texts = [m.text for m in await bot.rows(Message, Message.author == "user")]
         assert texts == ["/rate", "4", "Nice chat"]
+
+
+@pytest.mark.parametrize("chat_id,chat_type,method", [(ANN, "private", "sendMessageDraft"),
+                                                      (GROUP, "group", "editMessageText")])
+async def test_a_429_on_a_streamed_preview_is_waited_out_and_the_reply_is_whole(
+        api, tmp_path, chat_id, chat_type, method) -> None:
+    writer = StreamingSkill([f"part{i} " for i in range(16)], 0.1)
+    async with running_bot(api, tmp_path / "data", skills={"fallback": writer}, edit_interval_s=0.3) as bot:
+        api.fail(method, status=429, description="Too Many Requests: retry after 1", retry_after=1)
+        await api.send_text(chat_id, "/ramble please", user_id=601, chat_type=chat_type)
+        final_text = "".join(writer.pieces).strip()
+        await api.wait_for(lambda: final_text in api.texts(chat_id), timeout=20)
+        assert faults_left(api, method) == 0                     # the flood limit was hit mid-stream
+        assert len(api.calls_of(method, chat_id)) >= 2            # and the preview went on after it
+        assert api.texts(chat_id) == [final_text]                 # one message, whole, nothing doubled
+        stored = await bot.eventually(lambda: bot.rows(Message, Message.author == "bot"), lambda rows: rows)
+        assert [m.text for m in stored] == [final_text]
+
+
+async def test_the_poller_survives_5xx_429_and_dropped_connections_on_get_updates(bot) -> None:
+    api = bot.api
+    await api.send_text(ANN, "/help")
+    await api.wait_messages(ANN, 1)
+    api.fail("getUpdates", status=502, description="Bad Gateway")
+    api.drop("getUpdates")
+    api.fail("getUpdates", status=429, description="Too Many Requests: retry after 1", retry_after=1)
+    api.drop("getUpdates")
+    await api.send_text(ANN, "/help")  # arrives before, between or after the faults
+    # Each fault strikes a later poll; once all four have, the poller must still be receiving.
+    await api.wait_for(lambda: faults_left(api, "getUpdates") == 0, timeout=30)
+    await api.send_text(ANN, "bye")
+    messages = await api.wait_messages(ANN, 3, timeout=20)
+    assert len(messages) == 3 and "5" in api.buttons(messages[2])  # every update, once each ("bye": rate us)
+    users = [m.text for m in await bot.rows(Message, Message.author == "user")]
+    assert users == ["/help", "/help", "bye"]

@@ -22,6 +22,18 @@ def test_too_long_says_the_limit() -> None:
 
 def test_cleaning_keeps_meaning() -> None:
     assert clean_user_text("  hi\x00 there\n", 100) == "hi there"
-    assert clean_user_text("a\ud800b", 100) == "a?b"
+    assert clean_user_text("a\ud800b", 100) == "a\ufffdb"  # U+FFFD, never a "?" the user did not type
     assert clean_user_text("e\u0301", 100) == "\u00e9"  # NFC
     assert clean_user_text("שלום 👋\u200b", 100) == "שלום 👋\u200b"
+
+
+def test_line_breaks_and_c1_controls_are_normalised() -> None:
+    assert clean_user_text("one\r\ntwo\rthree", 100) == "one\ntwo\nthree"
+    assert clean_user_text("a\x85b\x9bc", 100) == "abc"
+    assert clean_user_text("smile \ud83d\ude00", 100) == "smile \U0001f600"  # a split pair is joined
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200d", "\ufeff", "\u202e\u2069", "\x85"])
+def test_text_that_shows_nothing_is_empty(text: str) -> None:
+    with pytest.raises(InputError, match="empty"):
+        clean_user_text(text, 100)

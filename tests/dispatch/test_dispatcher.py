@@ -29,6 +29,10 @@ class PrefixIntentAnnotator:
         head = text.split(":", 1)[0].strip().lower()
         if head in {"slow", "boom", "stream", "hold", "echo", "stall"}:
             annotations.intent = IntentGuess(head, 0.9, self.name)
+        elif head in {"cancel", "maybe cancel"}:
+            # A rule said "cancel", or a classifier merely guessed it.
+            annotations.intent = IntentGuess("cancel", 1.0 if head == "cancel" else 0.9,
+                                             "rules" if head == "cancel" else "embedding")
 
 
 class BrokenAnnotator:
@@ -231,7 +235,7 @@ async def test_bad_input_gets_a_clear_answer_and_stores_nothing(dispatcher, text
 async def test_lone_surrogates_and_controls_are_cleaned_not_fatal(dispatcher) -> None:
     reply = await say(dispatcher, "ann", "echo: a\ud800b\x07c").reply()
     messages = await dispatcher.repo.messages(reply.conversation_id)
-    assert messages[0].text == "echo: a?bc"
+    assert messages[0].text == "echo: a\ufffdbc"
 
 
 async def test_a_hanging_annotator_is_skipped_within_the_budget(dispatcher) -> None:
@@ -246,3 +250,11 @@ async def test_close_waits_for_turns_in_flight(dispatcher) -> None:
     assert stream.done
     reply = await stream.reply()
     assert [m.text for m in await dispatcher.repo.messages(reply.conversation_id)][-1] == "done slow: last words"
+
+
+async def test_only_an_explicit_cancel_frees_a_held_conversation(dispatcher) -> None:
+    assert (await say(dispatcher, "ann", "hold").reply()).text == "held 1"
+    # A classifier's guess is not enough: the held skill gets the text.
+    assert (await say(dispatcher, "ann", "maybe cancel").reply()).text == "held 2"
+    reply = await say(dispatcher, "ann", "cancel").reply()
+    assert reply.skill == "fallback" and "cancelled" in reply.text.lower()

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from bot.nlu.cache import EmbeddingCache
 from bot.nlu.catalogue import Intent, IntentCatalogue, IntentRule
 
 
@@ -31,6 +32,8 @@ class FakeEncoder:
 
 @pytest.fixture
 def fake_encoder() -> FakeEncoder:
+    # The process-wide memory of embeddings would answer from an earlier test's encoder.
+    EmbeddingCache._memory.clear()
     return FakeEncoder()
 
 

@@ -135,7 +135,7 @@ async def test_a_character_answers_in_the_chat(app) -> None:
 
 
 async def test_without_a_model_the_skill_says_so(settings) -> None:
-    from bot.story.lazy_model import LazyLanguageModel
+    from bot.models.lazy import LazyLanguageModel
     from bot.core.errors import ConfigError
 
     def missing():

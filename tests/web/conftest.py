@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.settings import PROJECT_ROOT
+from tests.conftest import UNLIMITED
 
 CHROMIUM = os.environ.get("TANDEM_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -54,6 +55,8 @@ async def live_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
         for key in list(os.environ):
             if key.startswith("TANDEM_") and key not in ("TANDEM_TEST_PG_URL", "TANDEM_TEST_CHROMIUM"):
                 mp.delenv(key)
+        for key, value in UNLIMITED.items():
+            mp.setenv(key, value)
         settings = Settings(data_dir=tmp_path_factory.mktemp("web") / "data", admin_token=SecretStr(ADMIN_TOKEN))
     model = fake_story_model()
     tandem = await build_app(settings, language_model=model)

@@ -267,3 +267,34 @@ async def test_dashboard_behind_the_token_shows_the_feedback(browser, live_serve
     assert await page.locator("main b").count() == 0
     save_screenshot(await page.screenshot(full_page=True), "dashboard.png")
     await context.close()
+
+
+async def test_delete_my_data_asks_then_deletes_everything_and_starts_afresh(browser, live_server) -> None:
+    from bot.storage.schema import Conversation
+
+    context, page, errors = await open_widget(browser, live_server)
+    await send(page, "help")
+    await page.wait_for_selector(BOT_DONE)
+    token = await page.evaluate("() => JSON.parse(localStorage.getItem('tandem:' + location.host + ':token'))")
+    user_id = await live_server.tandem.conversations.user_by_token(token)
+    conversation = await conversation_of(page)
+    await page.click(".delete-data")
+    bar = page.locator(".delete-bar")
+    await bar.wait_for()
+    await bar.locator(".delete-no").click()  # cancel: nothing happens
+    assert await bar.is_hidden()
+    assert await live_server.tandem.conversations.user_by_token(token) == user_id
+
+    await page.click(".delete-data")
+    await bar.locator(".delete-yes").click()
+    # The widget forgets the old session and the reconnect opens a new, empty one.
+    await page.wait_for_function(
+        "(old) => { const t = JSON.parse(localStorage.getItem('tandem:' + location.host + ':token')); "
+        "return t && t !== old; }", arg=token)
+    assert await page.locator(".msg").count() == 0
+    assert await live_server.tandem.conversations.user_by_token(token) is None
+    # (SQLite may give the new session the freed user id, so look the old rows up by their own ids.)
+    assert await rows(live_server, select(Conversation).where(Conversation.id == conversation)) == []
+    assert await rows(live_server, select(Message).where(Message.conversation_id == conversation)) == []
+    assert errors == []
+    await context.close()

@@ -25,7 +25,9 @@
       reconnecting: "Reconnecting…", offline: "Offline — messages will be sent when the connection is back",
       sending: "sending…", stopped: "stopped", newChat: "New conversation", chat: "Chat", story: "Story",
       offer: "How is this conversation going? Rate it:", stars: "stars", you: "You", bot: "Tandem",
-      thanks: "Thanks for the rating!"
+      thanks: "Thanks for the rating!", deleteData: "Delete my data",
+      deleteConfirm: "Delete all your conversations, stories and feedback on this server? This cannot be undone.",
+      deleteYes: "Delete everything", cancel: "Cancel", deleted: "Your data was deleted."
     },
     ru: {
       open: "Открыть чат", close: "Закрыть чат", send: "Отправить", stop: "Стоп", placeholder: "Напишите сообщение…",
@@ -34,7 +36,9 @@
       reconnecting: "Переподключение…", offline: "Нет связи — сообщения уйдут, когда связь вернётся",
       sending: "отправляется…", stopped: "остановлено", newChat: "Новый разговор", chat: "Чат", story: "История",
       offer: "Как вам разговор? Оцените:", stars: "звёзд", you: "Вы", bot: "Tandem",
-      thanks: "Спасибо за оценку!"
+      thanks: "Спасибо за оценку!", deleteData: "Удалить мои данные",
+      deleteConfirm: "Удалить все ваши разговоры, истории и отзывы на этом сервере? Это нельзя отменить.",
+      deleteYes: "Удалить всё", cancel: "Отмена", deleted: "Ваши данные удалены."
     }
   }[LANG];
 
@@ -199,11 +203,21 @@
                    onclick: function () { showView("chat"); ratingForm.toggle(true); } }),
     el("button", { type: "button", class: "icon new-chat", "aria-label": T.newChat, title: T.newChat, text: "+",
                    onclick: function () { showView("chat"); send({ type: "new_conversation" }); } }),
+    el("button", { type: "button", class: "icon delete-data", "aria-label": T.deleteData, title: T.deleteData,
+                   text: "⌫", onclick: function () { showView("chat"); deleteBar.hidden = false; deleteBar.querySelector("button").focus(); } }),
     el("button", { type: "button", class: "icon close", "aria-label": T.close, title: T.close, text: "×",
                    onclick: function () { setOpen(false); } })
   ]);
+  // Deleting asks first, inline (a native confirm() would block the host page).
+  var deleteBar = el("div", { class: "delete-bar", role: "alertdialog", "aria-label": T.deleteData, hidden: true }, [
+    el("span", { text: T.deleteConfirm }),
+    el("button", { type: "button", class: "danger delete-yes", text: T.deleteYes,
+                   onclick: function () { deleteBar.hidden = true; send({ type: "delete_my_data", confirm: true }); } }),
+    el("button", { type: "button", class: "delete-no", text: T.cancel,
+                   onclick: function () { deleteBar.hidden = true; input.focus(); } })
+  ]);
   var panel = el("div", { class: "panel", id: "tandem-panel", role: "dialog", "aria-labelledby": "tandem-title",
-                          hidden: true }, [header, statusLine, chatView]);
+                          hidden: true }, [header, statusLine, deleteBar, chatView]);
   panel.addEventListener("keydown", function (e) {
     if (e.key === "Escape") setOpen(false);
   });
@@ -482,6 +496,14 @@
           send({ type: "offer", kind: "rating" });
         }
         break;
+      case "deleted":
+        // Everything of this session is gone on the server: forget it here too; the socket
+        // closes and the reconnect starts a new, empty session.
+        ["token", "conversation", "outbox", "offered"].forEach(function (key) { store(key, null); });
+        outbox = [];
+        renderTranscript([], null);
+        showStatus(T.deleted);
+        break;
       case "thumb_saved":
         var node = log.querySelector('.msg.bot[data-message-id="' + msg.message_id + '"]');
         if (node) node.querySelectorAll(".thumb").forEach(function (b) {
@@ -496,6 +518,16 @@
         break;
       case "error":
         showStatus(msg.message);
+        // A message refused for speed, or while the server could not store it, stays in the
+        // outbox and goes again once the wait is over.
+        if ((msg.code === "rate_limited" || msg.code === "unavailable") && msg.client_id) {
+          var waiting = outbox.filter(function (item) { return item.client_id === msg.client_id; })[0];
+          if (waiting) setTimeout(function () {
+            if (ws && ws.welcomed && outbox.indexOf(waiting) >= 0) {
+              ws.send(JSON.stringify({ type: "message", client_id: waiting.client_id, text: waiting.text }));
+            }
+          }, 1000 * (msg.retry_after || 3));
+        }
         break;
     }
   }

@@ -1,5 +1,4 @@
-"""LazyLanguageModel: builds and loads the configured model on first use, so start-up stays fast
-and a bot without the model installed still runs everything else."""
+"""LazyLanguageModel: builds and loads the configured model in the background or on first use."""
 
 from __future__ import annotations
 

@@ -1,0 +1,165 @@
+"""Per-client-IP and per-user rate limits for the web channels: token buckets and the aiohttp middleware.
+
+Limits protect the bot, not the data: a client over its limit gets a clear "slow down" answer
+(HTTP 429 with Retry-After, or a `rate_limited` WebSocket frame) and nothing is processed or
+stored for that request. The buckets live in process memory on purpose (they are no
+conversation state, and a restart that forgets them only forgives clients).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
+
+# Paths whose requests count against the client IP's budget: the API, the widget's socket
+# handshake and the dashboard (its login form included, against guessing the admin token).
+# Static files, the demo page and /healthz cost nothing worth limiting.
+LIMITED_PREFIXES = ("/api/", "/ws", "/admin")
+# Buckets kept per limiter; the least recently seen keys are forgotten first (a forgotten
+# key starts again with a full bucket, which only ever forgives).
+MAX_KEYS = 100_000
+
+
+class RateLimit(BaseModel):
+    """A token bucket: `burst` requests at once, refilled at `per_minute`; 0 turns the limit off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_minute: float = Field(ge=0)
+    burst: int = Field(ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.per_minute > 0
+
+
+# Defaults live in subclasses, so that setting one field (TANDEM_SERVER__RATE_LIMIT_PER_IP__BURST)
+# keeps the other's default.
+class IpRateLimit(RateLimit):
+    """Requests per client address to /api, /ws (handshake and every frame) and /admin."""
+
+    per_minute: float = Field(600, ge=0)
+    burst: int = Field(120, ge=1)
+
+
+class UserRateLimit(RateLimit):
+    """Chat turns per user (messages, story passages and generations): people type slower."""
+
+    per_minute: float = Field(30, ge=0)
+    burst: int = Field(10, ge=1)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class RateLimiter:
+    """Token buckets by key (an IP address, a user id); `take(key)` says how long to wait, 0 = go."""
+
+    def __init__(self, limit: RateLimit, *, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = MAX_KEYS) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._max_keys = max_keys
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def take(self, key: str, cost: float = 1.0) -> float:
+        """Spend `cost` from `key`'s bucket. Returns 0.0 when allowed, else the seconds until it would be."""
+        if not self.limit.enabled:
+            return 0.0
+        now = self._clock()
+        rate = self.limit.per_minute / 60.0  # tokens per second
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = _Bucket(float(self.limit.burst), now)
+            self._buckets[key] = bucket
+            while len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            bucket.tokens = min(float(self.limit.burst), bucket.tokens + (now - bucket.stamp) * rate)
+            bucket.stamp = now
+            self._buckets.move_to_end(key)
+        if bucket.tokens >= cost:
+            bucket.tokens -= cost
+            return 0.0
+        return (cost - bucket.tokens) / rate
+
+
+@dataclass
+class WebLimits:
+    """The limiters of one web application: by client address, and by user for chat turns."""
+
+    per_ip: RateLimiter
+    per_user: RateLimiter
+    trust_forwarded_for: bool = False
+
+
+LIMITS: web.AppKey[WebLimits] = web.AppKey("rate_limits", WebLimits)
+
+
+def client_ip(request: web.Request, trust_forwarded_for: bool) -> str:
+    """The client's address; behind a trusted reverse proxy, the last hop it reports."""
+    if trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if hops:
+            try:
+                return str(ipaddress.ip_address(hops[-1]))
+            except ValueError:
+                pass  # a malformed header: fall back to the peer address
+    return request.remote or "unknown"
+
+
+def slow_down_message(wait_s: float) -> str:
+    return f"Slow down: too many requests. Please try again in {max(1, math.ceil(wait_s))} s."
+
+
+def too_many_requests(wait_s: float) -> web.Response:
+    seconds = max(1, math.ceil(wait_s))
+    return web.json_response(
+        {"error": {"code": "rate_limited", "message": slow_down_message(wait_s), "retry_after": seconds}},
+        status=429, headers={"Retry-After": str(seconds)},
+    )
+
+
+def require_turn_budget(request: web.Request, user_id: int) -> None:
+    """Spend one of `user_id`'s chat turns, or raise 429 ("slow down") when none is left."""
+    limits = request.app.get(LIMITS)
+    wait = 0.0 if limits is None else limits.per_user.take(f"user:{user_id}")
+    if wait > 0:
+        log.info("rate limited user=%s path=%s wait_s=%.1f", user_id, request.path, wait)
+        raise web.HTTPTooManyRequests(reason=slow_down_message(wait),
+                                      headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
+@web.middleware
+async def rate_limit_by_ip(request: web.Request, handler) -> web.StreamResponse:
+    limits = request.app[LIMITS]
+    if request.method != "OPTIONS" and request.path.startswith(LIMITED_PREFIXES):
+        ip = client_ip(request, limits.trust_forwarded_for)
+        wait = limits.per_ip.take(f"ip:{ip}")
+        if wait > 0:
+            log.info("rate limited ip=%s path=%s wait_s=%.1f", ip, request.path, wait)
+            return too_many_requests(wait)
+    return await handler(request)
+
+
+def install(app: web.Application, *, per_ip: RateLimit, per_user: RateLimit,
+            trust_forwarded_for: bool = False) -> WebLimits:
+    """Add the limiters and the per-IP middleware (call before the app starts)."""
+    limits = WebLimits(RateLimiter(per_ip), RateLimiter(per_user), trust_forwarded_for)
+    app[LIMITS] = limits
+    app.middlewares.append(rate_limit_by_ip)
+    return limits
