@@ -82,6 +82,8 @@ def summarize(rec: Recorder) -> dict[str, Any]:
         "feedback_actions": len([a for a in rec.actions if a.kind in ("thumb", "rating")]),
         "feedback_ms": percentiles(feedback),
         "outcomes": dict(outcomes), "errors": dict(errors), "error_count": sum(errors.values()),
+        # Which scripted turns failed (graph, intent, smalltalk, story, story_api).
+        "errors_by_turn_kind": dict(Counter(t.kind for t in rec.turns if t.error)),
         "error_rate": round(sum(errors.values()) / attempted, 4) if attempted else 0.0,
         "skills": dict(Counter(t.skill for t in answered)),
     }

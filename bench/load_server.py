@@ -299,7 +299,7 @@ class ServerProcess:
 # --- what the server wrote ------------------------------------------------------------------
 
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
-_IDS = re.compile(r"(conversation|user|story|message)=\S+|\b[0-9a-f]{16,}\b|\d+(\.\d+)?")
+_IDS = re.compile(r"(conversation|user|story|message)=\S+|\b[0-9a-f]{16,}\b|\b\d+(\.\d+)?\b")
 
 
 def scan_log(text: str) -> dict[str, object]:

@@ -126,16 +126,9 @@ async def patch_story(request: web.Request) -> web.Response:
     if unknown:
         raise InputError(f"Unknown field {sorted(unknown)[0]!r}.")
     await service.repo.get_story(user_id, story_id)  # 404 before anything changes
-    if "title" in body:
-        await service.rename(user_id, story_id, _text(body, "title"))
-    if "memory" in body:
-        await service.set_memory(user_id, story_id, _text(body, "memory"))
-    if "author_note" in body:
-        await service.set_author_note(user_id, story_id, _text(body, "author_note"))
-    meta = {k: (_text(body, k) or None) for k in ("genre", "premise", "style") if k in body}
-    if meta:
-        await service.repo.update_story(user_id, story_id, **meta)
-    return web.json_response({"story": (await service.view(user_id, story_id)).to_json()})
+    fields = {key: clean_text(value) if isinstance(value, str) else value for key, value in body.items()}
+    view = await service.update_details(user_id, story_id, fields)  # all fields checked before any is stored
+    return web.json_response({"story": view.to_json()})
 
 
 async def delete_story(request: web.Request) -> web.Response:

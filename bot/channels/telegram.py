@@ -162,8 +162,11 @@ class TelegramChannel:
             raise web.HTTPServiceUnavailable(reason="the Telegram channel is not running")
         try:
             data = await request.json()
+            if not isinstance(data, dict):
+                raise TypeError(type(data).__name__)
             update = Update.de_json(data, app.bot)
-        except (ValueError, TypeError, KeyError, RecursionError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            # de_json breaks in all these ways on a body of the wrong shape (a list, a field of the wrong type).
             raise web.HTTPBadRequest(reason="not a Telegram update") from None
         if update is None:
             raise web.HTTPBadRequest(reason="not a Telegram update")

@@ -156,7 +156,7 @@ class WidgetSession:
             "delete_my_data": self.delete_my_data,
         }.get(kind)
         if handler is None:
-            await self.error("bad_request", f"unknown frame type {kind!r}")
+            await self.error("bad_request", f"unknown frame type {kind[:40]!r}")
             return
         try:
             await handler(frame)

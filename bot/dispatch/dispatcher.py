@@ -131,6 +131,12 @@ class Dispatcher:
         conversation_id = incoming.conversation_id or ""
         skill_name = "dispatcher"
         try:
+            text = clean_user_text(incoming.text, self.config.max_text_chars)
+        except InputError as exc:
+            # Refused input is answered before anything is looked up or stored: nothing
+            # stored changes, not even a first-time user's row.
+            return Reply(conversation_id, str(exc), "dispatcher", status="rejected")
+        try:
             if conversation_id:
                 user_id = await self.repo.owner_of(conversation_id)
                 if user_id is None:
@@ -141,11 +147,6 @@ class Dispatcher:
             stream.conversation_id = conversation_id
             state = await self.repo.load_state(conversation_id)
             language = state.language or language
-            try:
-                text = clean_user_text(incoming.text, self.config.max_text_chars)
-            except InputError as exc:
-                # Refused input is answered but not stored: nothing stored changes.
-                return Reply(conversation_id, str(exc), "dispatcher", status="rejected")
             user_message_id = await self.repo.add_user_message(conversation_id, NewMessage("user", text))
             stream.stored(user_message_id)
         except StorageError:

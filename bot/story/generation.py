@@ -128,7 +128,9 @@ class PassageGenerator:
         incomplete). A candidate in the wrong language, or with nothing usable, is tried again
         once if nothing of it was shown yet. `progress["filter"]` is the live filter, so a
         caller being cancelled can still store what was shown."""
-        context = [p.text for p in path[-3:]] + [story.memory]
+        # The instructions too: a model talked into "printing its system prompt" repeats them verbatim.
+        context = [p.text for p in path[-3:]] + [story.memory] + [m.content for m in prompt.messages
+                                                                   if m.role == "system"]
         params = settings.params()
         text, error = "", None
         for attempt in range(1, ATTEMPTS + 1):
@@ -193,7 +195,7 @@ class PassageGenerator:
         params = GenerationParams(max_new_tokens=CHARACTER_TOKENS, temperature=settings.temperature,
                                   top_p=settings.top_p, repetition_penalty=settings.repetition_penalty,
                                   stop=STOP_STRINGS)
-        filt = PassageFilter((), story.language)
+        filt = PassageFilter((instruction,), story.language)  # never the instructions, word for word
         stream = self.model.stream(prompt.messages, params)
         try:
             async for piece in stream:

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 StoryEvent = PassageDelta | CandidateDone | GenerationDone
 MAX_TITLE_CHARS = 200
+# Longest genre, style and premise, in characters (genre and style are VARCHAR columns).
+DETAIL_LIMITS = {"genre": 100, "style": 200, "premise": 2000}
 DEFAULT_TITLE = {"en": "Untitled story", "ru": "История без названия"}
 
 
@@ -71,6 +73,14 @@ class StoryService:
             raise InputError(f"That title is too long ({len(title)} characters; the limit is {MAX_TITLE_CHARS}).")
         return title
 
+    @staticmethod
+    def check_details(**details: str | None) -> None:
+        """InputError when a genre, style or premise is over its limit (on every way in: start, patch, import)."""
+        for label, value in details.items():
+            limit = DETAIL_LIMITS[label]
+            if isinstance(value, str) and len(value) > limit:
+                raise InputError(f"The {label} is too long ({len(value)} characters; the limit is {limit}).")
+
     def settings_of(self, story: StoryRecord) -> StorySettings:
         return StorySettings.load(story.settings, self.defaults)
 
@@ -93,9 +103,7 @@ class StoryService:
         title = self.check_title(title) if title and not is_blank(title) else DEFAULT_TITLE[language]
         chosen = self.defaults.changed(settings) if settings else self.defaults
         first = self.check_passage(text) if text is not None else None
-        for label, value, limit in (("genre", genre, 100), ("style", style, 200), ("premise", premise, 2000)):
-            if value is not None and len(value) > limit:
-                raise InputError(f"The {label} is too long ({len(value)} characters; the limit is {limit}).")
+        self.check_details(genre=genre, style=style, premise=premise)
         story = await self.repo.create_story(user_id, title, language=language, genre=genre or None,
                                              premise=premise or None, style=style or None,
                                              settings=chosen.model_dump())
@@ -126,6 +134,27 @@ class StoryService:
 
     async def set_author_note(self, user_id: int, story_id: int, text: str) -> StoryView:
         await self.repo.update_story(user_id, story_id, author_note=self._check_note(text, "author's note"))
+        return await self.view(user_id, story_id)
+
+    async def update_details(self, user_id: int, story_id: int, fields: dict[str, object]) -> StoryView:
+        """Change title, memory, author's note, genre, premise and style at once: every field is
+        checked first, so a refused one changes nothing (no half-applied edit)."""
+        checked: dict[str, str | None] = {}
+        if "title" in fields:
+            checked["title"] = self.check_title(fields["title"])
+        if "memory" in fields:
+            checked["memory"] = self._check_note(fields["memory"], "memory")
+        if "author_note" in fields:
+            checked["author_note"] = self._check_note(fields["author_note"], "author's note")
+        for key in ("genre", "premise", "style"):
+            if key in fields:
+                value = fields[key]
+                if value is not None and not isinstance(value, str):
+                    raise InputError(f"`{key}` must be a string.")
+                checked[key] = value.strip() or None if isinstance(value, str) else None
+        self.check_details(**{k: v for k, v in checked.items() if k in ("genre", "premise", "style")})
+        if checked:
+            await self.repo.update_story(user_id, story_id, **checked)
         return await self.view(user_id, story_id)
 
     def _check_note(self, text: object, label: str) -> str:
@@ -401,6 +430,7 @@ class StoryService:
     async def import_(self, user_id: int, data: str | dict[str, Any]) -> StoryView:
         """A new story of this user from a JSON export; nothing is stored when the export is invalid."""
         imported = parse_import(data)
+        self.check_details(**{key: imported.meta.get(key) for key in DETAIL_LIMITS})
         settings = imported.meta.get("settings") or {}
         try:
             checked = StorySettings.load(dict(settings), self.defaults)

@@ -129,3 +129,15 @@ async def test_refusals_are_clear_and_change_nothing(client) -> None:
     await call(client, "POST", "/api/stories/import", auth, 400, json={"format": "nope"})
     view = (await call(client, "GET", f"/api/stories/{sid}", auth))["story"]
     assert [p["text"] for p in view["passages"]] == ["Mine."] and view["candidates"] == []
+
+
+async def test_a_patch_with_one_bad_field_changes_nothing(client) -> None:
+    auth = await token(client)
+    story = (await call(client, "POST", "/api/stories", auth, 201, json={"title": "Owls"}))["story"]
+    path = f"/api/stories/{story['id']}"
+    await call(client, "PATCH", path, auth, 400, json={"title": "Renamed", "memory": 42})
+    await call(client, "PATCH", path, auth, 400, json={"title": "Renamed", "genre": "g" * 5000})
+    kept = (await call(client, "GET", path, auth))["story"]
+    assert kept["title"] == "Owls" and kept["memory"] == ""
+    changed = (await call(client, "PATCH", path, auth, json={"title": "Renamed", "memory": "Owls hoot."}))["story"]
+    assert changed["title"] == "Renamed" and changed["memory"] == "Owls hoot."

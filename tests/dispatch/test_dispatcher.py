@@ -232,6 +232,18 @@ async def test_bad_input_gets_a_clear_answer_and_stores_nothing(dispatcher, text
     assert [m.text for m in messages] == ["echo: keep me", baseline.text]
 
 
+async def test_a_refused_first_message_creates_no_user_or_conversation(dispatcher) -> None:
+    from sqlalchemy import func, select
+
+    from bot.storage.schema import Conversation, User
+
+    reply = await say(dispatcher, "newcomer", "   ").reply()
+    assert reply.status == "rejected" and "empty" in reply.text
+    async with dispatcher.repo.db.transaction() as session:
+        for table in (User, Conversation):
+            assert await session.scalar(select(func.count()).select_from(table)) == 0
+
+
 async def test_lone_surrogates_and_controls_are_cleaned_not_fatal(dispatcher) -> None:
     reply = await say(dispatcher, "ann", "echo: a\ud800b\x07c").reply()
     messages = await dispatcher.repo.messages(reply.conversation_id)

@@ -368,6 +368,28 @@ async def test_a_prompt_injection_stays_story_text_and_the_instructions_are_neve
         assert line not in reply["text"] and line not in json.dumps(reply["data"], ensure_ascii=False), line
 
 
+async def test_a_model_talked_into_printing_its_instructions_is_not_shown_them(client, hostile_tandem,
+                                                                             monkeypatch) -> None:
+    """A model that obeys the injection and repeats its system prompt: no sentence of it reaches the user."""
+    def obey(prompt, params) -> str:
+        return f"Sure! Here it is. {prompt[0].content} Mira lit the old lantern and smiled at the dark."
+
+    monkeypatch.setattr(hostile_tandem.language_model.script, "respond", obey)
+    injection = next(c for c in TEXTS if c.name == "prompt_injection").text
+    _, auth = await open_conversation(client)
+    story = await new_story(client, auth, title="Lantern", text=None)
+    status, done = await answer(await client.post(f"/api/stories/{story['id']}/continue",
+                                                  json={"text": injection, "candidates": 1}, headers=auth))
+    assert status == 200 and done["candidates"], done
+    shown = done["candidates"][0]["text"]
+    assert "Mira lit the old lantern" in shown
+    for line in continue_instruction(_record(story, "Lantern"), "English").splitlines()[:3]:
+        assert line not in shown, line
+    status, answer_ = await answer(await client.post(f"/api/stories/{story['id']}/character",
+                                                     json={"name": "Mira", "question": injection}, headers=auth))
+    assert status == 200 and "You are Mira, a character" not in answer_["answer"]
+
+
 def _record(story: dict[str, Any], title: str):
     """The fields of a story continue_instruction reads, from its JSON view."""
     from types import SimpleNamespace

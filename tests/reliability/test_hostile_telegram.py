@@ -7,6 +7,7 @@ logs a failed update, and it answers /help afterwards."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,13 +21,14 @@ from sqlalchemy import select
 
 from bot.storage.schema import Conversation, Feedback, FeedbackOffer, Message, User
 from tests.channels.fake_bot_api import BOT_USERNAME, FakeBotApi
-from tests.channels.telegram_harness import RunningBot, running_bot
+from tests.channels.telegram_harness import SECRET, RunningBot, running_bot
 from tests.reliability.conftest import assert_no_traceback, clean_environment, row_counts, story_model
-from tests.reliability.hostile_inputs import CALLBACK_DATA, TEXTS, HostileText, HostileValue, params
+from tests.reliability.hostile_inputs import BODIES, CALLBACK_DATA, TEXTS, HostileText, HostileValue, params
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 POLITE_BUTTON_ANSWERS = {CHANNEL_TEXTS[key]["en"] for key in ("stale", "not_yours")}
 CHATS = itertools.count(900_001)
+ANN_WEBHOOK = 880_001
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -284,4 +286,46 @@ async def test_updates_with_fields_missing_are_ignored_or_answered_politely(bot,
     after = await settled(bot, chat)
     turn = {"messages": 2, "feedback_offers": 1}  # the /help turn itself: two messages, one thumb offer
     assert {k: after[k] - before[k] for k in after if after[k] != before[k]} == turn
+    no_failures(failed_updates)
+
+
+# --- the webhook ------------------------------------------------------------------------------------
+
+WEBHOOK_UPDATES = {
+    "not_an_update": {"hello": "world"},
+    "update_id_as_text": {"update_id": "one", "message": {"text": "hi"}},
+    "message_without_chat": {"update_id": 5, "message": {"message_id": 1, "date": 0, "text": "hi"}},
+    "sender_without_chat": {"update_id": 8, "message": {"message_id": 1, "date": 0, "text": "hi",
+                                                        "from": {"id": 1, "is_bot": False, "first_name": "A"}}},
+    "message_as_a_list": {"update_id": 6, "message": ["hi"]},
+    "callback_as_text": {"update_id": 7, "callback_query": "t:1:1"},
+}
+
+
+async def test_hostile_webhook_bodies_are_403_without_the_secret_and_400_with_it(tmp_path, failed_updates) -> None:
+    fake = await FakeBotApi().start()
+    try:
+        async with running_bot(fake, tmp_path / "data", mode="webhook",
+                               webhook_url="https://tandem.example/telegram/webhook") as hooked:
+            before = await row_counts(hooked.tandem)
+            bodies = [case.raw for case in BODIES] + [json.dumps(u).encode() for u in WEBHOOK_UPDATES.values()]
+            for raw in bodies:
+                for secret, allowed in ((None, (403,)), (SECRET + "x", (403,)), (SECRET, (200, 400))):
+                    headers = {"Content-Type": "application/json"}
+                    if secret is not None:
+                        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+                    response = await hooked.client.post("/telegram/webhook", data=raw, headers=headers)
+                    text = await response.text()
+                    assert_no_traceback(text)
+                    assert response.status in allowed, (raw[:60], secret, text)
+                    assert json.loads(text) == {"ok": True} if response.status == 200 else "error" in json.loads(text)
+            assert await row_counts(hooked.tandem) == before
+            update = {"update_id": 99, "message": {**fake._user_message(ANN_WEBHOOK, ANN_WEBHOOK, text="/help"),
+                                                   "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
+            response = await hooked.client.post("/telegram/webhook", json=update,
+                                                headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
+            assert response.status == 200
+            assert "stor" in (await fake.wait_messages(ANN_WEBHOOK, 1, timeout=20))[0]["text"].lower()
+    finally:
+        await fake.close()
     no_failures(failed_updates)

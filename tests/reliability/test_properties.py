@@ -93,7 +93,7 @@ def ascii_alnum(text: str) -> list[str]:
 
 # --- the HTTP API --------------------------------------------------------------------------------
 
-pytestmark_http = pytest.mark.asyncio(loop_scope="module")
+module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -102,7 +102,7 @@ async def client(sqlite_tandem) -> AsyncIterator[TestClient]:
         yield test_client
 
 
-@pytestmark_http
+@module_loop
 @PROFILE
 @given(value=st.one_of(HOSTILE_TEXT, JSON_VALUES))
 async def test_a_generated_message_text_is_stored_as_cleaned_or_refused_with_400(client, sqlite_tandem,
@@ -123,7 +123,7 @@ async def test_a_generated_message_text_is_stored_as_cleaned_or_refused_with_400
     assert stored[0].text == expected and stored[1].text.strip()
 
 
-@pytestmark_http
+@module_loop
 @PROFILE
 @given(body=st.dictionaries(st.one_of(st.sampled_from(["rating", "comment", "text", "thumb"]), HOSTILE_TEXT),
                             JSON_VALUES, max_size=3))
@@ -149,7 +149,7 @@ async def test_a_generated_rating_body_is_stored_only_when_valid(client, sqlite_
         assert await row_counts(sqlite_tandem) == before
 
 
-@pytestmark_http
+@module_loop
 @PROFILE
 @given(message_id=st.one_of(st.integers(), st.text(max_size=40)), thumb=JSON_VALUES)
 async def test_a_generated_thumb_never_fails_on_the_server(client, sqlite_tandem, message_id: Any,
@@ -177,7 +177,7 @@ KNOWN_REPLIES = {"welcome", "ack", "typing", "delta", "reply", "rejected", "thum
                  "pong", "error", "deleted"}
 
 
-@pytestmark_http
+@module_loop
 @PROFILE
 @given(frames=st.lists(FRAMES, min_size=1, max_size=4))
 async def test_generated_frames_get_well_formed_answers_and_the_socket_survives(client, frames: list[dict]) -> None:
