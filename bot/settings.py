@@ -59,6 +59,11 @@ class DispatcherConfig(BaseModel):
     # Earlier messages handed to skills as context.
     history_turns: int = Field(10, ge=0)
     default_language: str = "en"
+    # Turns running or waiting at once, over all conversations; more are refused at once with a
+    # "busy, send it again" answer and nothing stored (0 = no limit). Measured on 2 cores
+    # (BENCHMARKS.md, Load): ~150 conversations held; past ~10x that, accepted turns waited out
+    # the database pool's 30 s timeout instead.
+    max_turns_in_flight: int = Field(256, ge=0)
 
 
 class Settings(BaseSettings):

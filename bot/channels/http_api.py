@@ -110,7 +110,11 @@ async def post_message(request: web.Request) -> web.StreamResponse:
                         language=_language(body))
     stream = services.handle_turn(incoming)
     if "text/event-stream" not in request.headers.get("Accept", "") and request.query.get("stream") != "1":
-        return web.json_response(reply_json(await stream.reply()))
+        reply = await stream.reply()
+        if reply.status == "busy":  # refused for overload, nothing stored: the client sends it again
+            return web.json_response({"error": {"code": "busy", "message": reply.text}}, status=503,
+                                     headers={"Retry-After": "5"})
+        return web.json_response(reply_json(reply))
     return await _stream_sse(request, stream)
 
 

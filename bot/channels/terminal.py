@@ -44,11 +44,13 @@ async def chat_loop(
             continue
         stream = handle_turn(Incoming(CHANNEL, user_id, line))
         stdout.write("tandem> ")
+        streamed = False
         async for piece in stream:
             stdout.write(piece)
             stdout.flush()
+            streamed = True
         reply = await stream.reply()
-        if reply.status == "rejected":
+        if not streamed:  # refused, busy or not saved: answered without streaming
             stdout.write(reply.text)
         if reply.suggestions:
             stdout.write("\n  [" + " | ".join(reply.suggestions) + "]")

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Author = Literal["user", "bot"]
-ReplyStatus = Literal["complete", "incomplete", "fallback", "rejected"]
+# busy: refused for overload before anything was stored (send it again later).
+ReplyStatus = Literal["complete", "incomplete", "fallback", "rejected", "busy"]
 
 
 @dataclass(frozen=True)

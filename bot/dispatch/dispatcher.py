@@ -40,6 +40,10 @@ NOT_SAVED = {
     "en": "Sorry, I can't save messages right now, so I didn't take that one. Please try again in a moment.",
     "ru": "Извините, сейчас я не могу сохранять сообщения, так что это не принял. Попробуйте чуть позже.",
 }
+BUSY = {
+    "en": "I'm getting a lot of messages right now, so I didn't take that one. Please send it again in a few seconds.",
+    "ru": "Мне сейчас пишут очень много, так что это сообщение я не принял. Отправьте его ещё раз через несколько секунд.",
+}
 CANNOT_SAVE = {
     "en": "Sorry, I can't save anything right now, so I couldn't finish that. Please try again in a moment.",
     "ru": "Извините, сейчас я не могу ничего сохранить, так что не смог это закончить. Попробуйте чуть позже.",
@@ -96,6 +100,14 @@ class Dispatcher:
         """Start a turn and return its stream at once; the turn runs (and is stored) even if
         the caller stops listening."""
         stream = TurnStream()
+        limit = self.config.max_turns_in_flight
+        if limit and len(self._running) >= limit:
+            # Overload: refuse at once, before anything is stored or acknowledged, rather than
+            # accept turns that would wait out the database pool's timeout and fail later.
+            log.warning("turn refused: %d turns in flight channel=%s", len(self._running), incoming.channel)
+            language = incoming.language if incoming.language in BUSY else "en"
+            stream.finish(Reply(incoming.conversation_id or "", BUSY[language], "dispatcher", status="busy"))
+            return stream
         task = asyncio.create_task(self._run(incoming, stream))
         self._running.add(task)
         task.add_done_callback(self._running.discard)

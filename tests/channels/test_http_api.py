@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -166,3 +168,20 @@ async def test_streamed_reply_arrives_as_server_sent_events(client) -> None:
     assert response.status == 200
     body = (await response.read()).decode()
     assert "event: delta" in body and "event: reply" in body
+
+
+async def test_an_overloaded_bot_answers_503_busy_and_stores_nothing(client, tandem) -> None:
+    conversation, token = await open_conversation(client)
+    dispatcher = tandem.dispatcher
+    dispatcher.config = dispatcher.config.model_copy(update={"max_turns_in_flight": 1})
+    blocker = asyncio.Event()
+    dispatcher._running.add(asyncio.ensure_future(blocker.wait()))  # one turn "in flight"
+    try:
+        response = await client.post(f"/api/conversations/{conversation}/messages", json={"text": "help"},
+                                     headers=auth(token))
+        assert response.status == 503 and response.headers["Retry-After"] == "5"
+        assert (await response.json())["error"]["code"] == "busy"
+        assert await tandem.conversations.messages(conversation) == []
+    finally:
+        blocker.set()
+        dispatcher._running.clear()

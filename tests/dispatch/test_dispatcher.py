@@ -270,3 +270,17 @@ async def test_only_an_explicit_cancel_frees_a_held_conversation(dispatcher) -> 
     assert (await say(dispatcher, "ann", "maybe cancel").reply()).text == "held 2"
     reply = await say(dispatcher, "ann", "cancel").reply()
     assert reply.skill == "fallback" and "cancelled" in reply.text.lower()
+
+
+async def test_past_the_turns_in_flight_limit_a_turn_is_refused_at_once_and_stores_nothing(dispatcher) -> None:
+    dispatcher.config = dispatcher.config.model_copy(update={"max_turns_in_flight": 2})
+    first, second = say(dispatcher, "ann", "slow: one"), say(dispatcher, "bob", "slow: two")
+    refused = say(dispatcher, "cid", "echo: three")
+    busy = await refused.reply()
+    assert busy.status == "busy" and "again" in busy.text
+    assert await refused.user_message_id() is None
+    assert [(await s.reply()).status for s in (first, second)] == ["complete", "complete"]
+    # Once the load is gone, the same user is served; the refused message was never stored.
+    reply = await say(dispatcher, "cid", "echo: three").reply()
+    assert reply.status == "complete"
+    assert [m.text for m in await dispatcher.repo.messages(reply.conversation_id)] == ["echo: three", reply.text]
