@@ -85,6 +85,7 @@ def summarize(rec: Recorder) -> dict[str, Any]:
         # Which scripted turns failed (graph, intent, smalltalk, story, story_api).
         "errors_by_turn_kind": dict(Counter(t.kind for t in rec.turns if t.error)),
         "error_rate": round(sum(errors.values()) / attempted, 4) if attempted else 0.0,
+        "busy_refusals": rec.busy_refusals,
         "skills": dict(Counter(t.skill for t in answered)),
     }
 
@@ -303,7 +304,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {f['turns_per_s']} | {_ms(ng['p50'], base_ng)} / {_ms(ng['p95'], base_ng)} / {_ms(ng['p99'])} "
                 f"| {_ms(g['p50'], base_g)} / {_ms(g['p95'], base_g)} / {_ms(g['p99'])} (n={g['n']}) "
                 f"| {o.get('incomplete', 0)} / {o.get('model_fallback', 0)} "
-                f"| {f['error_count']} ({f['error_rate']:.1%}): {_kinds(f['errors'])} "
+                f"| {f['error_count']} ({f['error_rate']:.1%}): {_kinds(f['errors'])}"
+                f"{'; ' + str(f['busy_refusals']) + ' busy refusals sent again' if f.get('busy_refusals') else ''} "
                 f"| {f['server_vmhwm_mb']:.0f} MB | {f['server_cpu_s']} s = {f['server_cores_used']} cores "
                 f"({f['server_event_loop_cpu_s']} s) | {f['machine_cpu_busy']:.0%} "
                 f"| {'yes' if f['verdict'] is None else 'no: ' + f['verdict']} |"

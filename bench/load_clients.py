@@ -19,6 +19,9 @@ from skills.smalltalk import PERSONA_FILE, Persona
 # such a turn is a model fallback, not a model answer.
 _PERSONA = Persona.load(PERSONA_FILE)
 MODEL_FALLBACK_TEXTS = tuple(t for texts in _PERSONA.fallback_replies.values() for t in texts)
+# A turn refused as "busy" is sent again after the server's Retry-After (5 s), at most this often.
+BUSY_ATTEMPTS = 4
+BUSY_WAIT_S = 5.0
 log = logging.getLogger("bench.load")
 
 
@@ -74,6 +77,9 @@ class Recorder:
     actions: list[ActionRecord] = field(default_factory=list)
     ledgers: list[ConversationLedger] = field(default_factory=list)
     skipped_turns: int = 0  # turns not started because the level's deadline had passed
+    # Turns the server refused for overload ("busy", nothing stored) and the client sent again,
+    # as the widget does; a turn's latency includes its waits.
+    busy_refusals: int = 0
     started_at: float = 0.0
     ended_at: float = 0.0
 
@@ -243,8 +249,18 @@ async def _ws_turn(ws, clock: _Clock, step, client_id: str, ledger: Conversation
     deadline = started + clock.timeout()
     first_piece = None
     try:
-        await ws.send_json({"type": "message", "client_id": client_id, "text": step.text})
-        ack = await _until(ws, deadline, {"ack"}, client_id)
+        for attempt in range(BUSY_ATTEMPTS):
+            await ws.send_json({"type": "message", "client_id": client_id, "text": step.text})
+            try:
+                ack = await _until(ws, deadline, {"ack"}, client_id)
+                break
+            except TurnFailed as exc:
+                # Refused for overload, nothing stored: wait and send it again, as the widget does.
+                if exc.kind != "ws_error:busy" or attempt + 1 == BUSY_ATTEMPTS \
+                        or time.monotonic() + BUSY_WAIT_S >= deadline:
+                    raise
+                rec.busy_refusals += 1
+                await asyncio.sleep(BUSY_WAIT_S)
         if not ack.get("duplicate"):
             ledger.acked_messages += 1
         while True:
@@ -280,21 +296,39 @@ async def _ws_action(ws, clock: _Clock, rec: Recorder, kind: str, frame: dict[st
 # --- the HTTP API ----------------------------------------------------------------------
 
 async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any] | None, headers: dict[str, str],
-                clock: _Clock) -> tuple[float, dict[str, Any]]:
-    """(seconds, JSON answer) of a POST; TurnFailed with the error kind otherwise."""
+                clock: _Clock, rec: Recorder | None = None) -> tuple[float, dict[str, Any]]:
+    """(seconds, JSON answer) of a POST; TurnFailed with the error kind otherwise. A 503 "busy"
+    (the server refused the turn for overload, storing nothing) is waited out and sent again."""
     started = time.monotonic()
+    deadline = started + clock.timeout()
+    for attempt in range(BUSY_ATTEMPTS):
+        try:
+            async with session.post(url, json=body, headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=max(0.1, deadline - time.monotonic()))
+                                    ) as response:
+                if response.status >= 400:
+                    error = await _error_code(response)
+                    if error == "busy" and attempt + 1 < BUSY_ATTEMPTS and rec is not None:
+                        rec.busy_refusals += 1
+                        wait = float(response.headers.get("Retry-After", BUSY_WAIT_S))
+                        if time.monotonic() + wait < deadline:
+                            await asyncio.sleep(wait)
+                            continue
+                    raise TurnFailed("busy" if error == "busy" else f"http_{response.status}")
+                answer = await response.json()
+        except TimeoutError:
+            raise TurnFailed("timeout") from None
+        except (aiohttp.ClientError, OSError, ValueError):
+            raise TurnFailed("connection") from None
+        return time.monotonic() - started, answer
+    raise TurnFailed("busy")
+
+
+async def _error_code(response: aiohttp.ClientResponse) -> str | None:
     try:
-        async with session.post(url, json=body, headers=headers,
-                                timeout=aiohttp.ClientTimeout(total=clock.timeout())) as response:
-            if response.status >= 400:
-                await response.read()
-                raise TurnFailed(f"http_{response.status}")
-            answer = await response.json()
-    except TimeoutError:
-        raise TurnFailed("timeout") from None
-    except (aiohttp.ClientError, OSError, ValueError):
-        raise TurnFailed("connection") from None
-    return time.monotonic() - started, answer
+        return (await response.json()).get("error", {}).get("code")
+    except (aiohttp.ClientError, ValueError, AttributeError):
+        return None
 
 
 async def http_conversation(session: aiohttp.ClientSession, base_url: str, script: Script, index: int,
@@ -320,7 +354,7 @@ async def http_conversation(session: aiohttp.ClientSession, base_url: str, scrip
                 story_id = await _story_turn(session, base_url, step.text, story_id, script, headers, rec, clock)
                 continue
             seconds, reply = await _post(session, f"{base_url}/api/conversations/{conversation_id}/messages",
-                                         {"text": step.text, "language": "en"}, headers, clock)
+                                         {"text": step.text, "language": "en"}, headers, clock, rec)
         except TurnFailed as exc:
             rec.turns.append(TurnRecord("http", step.kind, None, False, "error", exc.kind, ended_at=time.monotonic()))
             continue

@@ -8,6 +8,7 @@ Protocol (JSON objects with a "type"); the client speaks first with `hello`:
   → message {client_id, text}       ← ack {client_id, duplicate}, typing, delta {client_id, text}…, reply {client_id, …}
                                      ← rejected {client_id, message}  (refused input; nothing stored)
                                      ← error {code: "unavailable", client_id}  (not stored: send it again)
+                                     ← error {code: "busy", client_id, retry_after}  (overloaded, not stored: again later)
   → stop {}                         the running generation stops; its reply comes, status "incomplete"
   → thumb {message_id, value: up|down}      ← thumb_saved {message_id, value}
   → rating {rating: 1..5, comment?}         ← rating_saved {rating, comment}
@@ -43,6 +44,8 @@ CHANNEL = "web"
 MAX_CLIENT_ID_CHARS = 64
 # Ledger entries kept for de-duplication; a resend comes within seconds or minutes of the original.
 LEDGER_SIZE = 20_000
+# Seconds a client waits before resending a message refused for overload.
+BUSY_RETRY_S = 5
 
 
 @dataclass
@@ -250,7 +253,10 @@ class WidgetSession:
             if reply.status != "rejected":  # not refused, not stored: the database failed
                 if user_id is not None:
                     self.ledger.forget(user_id, client_id, sent)
-                await self.error("unavailable", reply.text, client_id=client_id)
+                if reply.status == "busy":  # overloaded: nothing taken, send it again shortly
+                    await self.error("busy", reply.text, client_id=client_id, retry_after=BUSY_RETRY_S)
+                else:
+                    await self.error("unavailable", reply.text, client_id=client_id)
                 return
         await self.send({"type": "ack", "client_id": client_id, "duplicate": duplicate})
         await forward(client_id, sent)

@@ -193,3 +193,27 @@ async def test_origin_must_be_the_servers_own_or_configured(settings) -> None:
             assert preflight.status == 204 and "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
     finally:
         await tandem.close()
+
+
+async def test_an_overloaded_bot_says_busy_without_an_ack_and_takes_the_resend(client, tandem) -> None:
+    import asyncio
+
+    dispatcher = tandem.dispatcher
+    dispatcher.config = dispatcher.config.model_copy(update={"max_turns_in_flight": 1})
+    blocker = asyncio.Event()
+    occupant = asyncio.ensure_future(blocker.wait())
+    dispatcher._running.add(occupant)  # one turn "in flight"
+    ws, _ = await hello(client)
+    await ws.send_json({"type": "message", "client_id": "c1", "text": "help"})
+    refused = await ws.receive_json()
+    assert refused["type"] == "error" and refused["code"] == "busy" and refused["client_id"] == "c1"
+    assert refused["retry_after"] >= 1
+    assert await count(tandem, Message) == 0
+    blocker.set()
+    dispatcher._running.discard(occupant)
+    await ws.send_json({"type": "message", "client_id": "c1", "text": "help"})  # the widget's resend
+    ack, _ = await until(ws, "ack")
+    assert ack["duplicate"] is False
+    reply, _ = await until(ws, "reply")
+    assert reply["skill"] == "help" and await count(tandem, Message) == 2
+    await ws.close()

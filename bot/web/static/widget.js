@@ -518,9 +518,9 @@
         break;
       case "error":
         showStatus(msg.message);
-        // A message refused for speed, or while the server could not store it, stays in the
-        // outbox and goes again once the wait is over.
-        if ((msg.code === "rate_limited" || msg.code === "unavailable") && msg.client_id) {
+        // A message refused for speed, for overload, or while the server could not store it,
+        // stays in the outbox and goes again once the wait is over.
+        if (["rate_limited", "unavailable", "busy"].indexOf(msg.code) >= 0 && msg.client_id) {
           var waiting = outbox.filter(function (item) { return item.client_id === msg.client_id; })[0];
           if (waiting) setTimeout(function () {
             if (ws && ws.welcomed && outbox.indexOf(waiting) >= 0) {
