@@ -245,12 +245,13 @@ class WidgetSession:
 
     async def _answer(self, client_id: str, sent: _Sent, forward, *, duplicate: bool) -> None:
         """`ack` once the message is stored (the widget then drops it from its outbox), then the
-        reply. A message the database could not take gets an `unavailable` error instead: it
-        stays in the widget's outbox and is sent again, and taken afresh."""
+        reply. A message that was not taken gets an error instead, `unavailable` (the database
+        failed) or `busy` (overload): it stays in the widget's outbox, is sent again, and is
+        taken afresh."""
         user_id = self.user_id
         if await sent.stream.user_message_id() is None:
             reply = await sent.stream.reply()
-            if reply.status != "rejected":  # not refused, not stored: the database failed
+            if reply.status != "rejected":  # not refused, yet not stored: the database failed, or busy
                 if user_id is not None:
                     self.ledger.forget(user_id, client_id, sent)
                 if reply.status == "busy":  # overloaded: nothing taken, send it again shortly
