@@ -95,6 +95,10 @@ class Dispatcher:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
         self._running: set[asyncio.Task] = set()
+        # Turns refused for overload since the last warning (one warning a second at most, so
+        # an overload does not also flood the log).
+        self._refused = 0
+        self._refused_logged_at = 0.0
 
     def handle_turn(self, incoming: Incoming) -> TurnStream:
         """Start a turn and return its stream at once; the turn runs (and is stored) even if
@@ -104,7 +108,12 @@ class Dispatcher:
         if limit and len(self._running) >= limit:
             # Overload: refuse at once, before anything is stored or acknowledged, rather than
             # accept turns that would wait out the database pool's timeout and fail later.
-            log.warning("turn refused: %d turns in flight channel=%s", len(self._running), incoming.channel)
+            self._refused += 1
+            now = time.monotonic()
+            if now - self._refused_logged_at >= 1.0:
+                log.warning("turns refused for overload: %d since the last warning, %d turns in flight",
+                            self._refused, len(self._running))
+                self._refused, self._refused_logged_at = 0, now
             language = incoming.language if incoming.language in BUSY else "en"
             stream.finish(Reply(incoming.conversation_id or "", BUSY[language], "dispatcher", status="busy"))
             return stream
