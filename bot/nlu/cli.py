@@ -56,9 +56,15 @@ def nlu() -> None:
 @click.option("--threads", default=1, show_default=True, help="torch threads for the encoder.")
 @click.option("--cache-texts", is_flag=True,
               help="Cache test/val embeddings in the data folder (repeat runs skip encoding; no throughput figure).")
+@click.option("--expand", "expand_count", default=0, show_default=True,
+              help="Label expansion: the generative model writes this many examples for each intent without any.")
+@click.option("--lm", "lm_model", default="bundled:qwen2.5-1.5b", show_default=True,
+              help="The generative model for --expand (any lm.model value).")
+@click.option("--lm-threads", type=int, help="CPU threads of the generative model (default: all cores but one).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the figures as JSON.")
 def eval_command(test_file, split, train_file, train_split, shots, zero_shot, val_file, val_split, seed, models,
-                 data_dir, no_adapter, limit, latency_sample, threads, cache_texts, json_out) -> None:
+                 data_dir, no_adapter, limit, latency_sample, threads, cache_texts, expand_count, lm_model,
+                 lm_threads, json_out) -> None:
     """Accuracy, macro-F1, out-of-scope recall/precision, errors and latency of the intent classifier."""
     from bot.nlu.cache import EmbeddingCache
     from bot.nlu.classifier import IntentModel
@@ -74,6 +80,8 @@ def eval_command(test_file, split, train_file, train_split, shots, zero_shot, va
     val_path = _default_split_file(test_file, val_file)
     val = load_utterances(val_path, val_split) if val_path else None
     catalogue = _catalogue_for(test, train, shots, zero_shot, seed)
+    if expand_count:
+        catalogue = _expanded(catalogue, lm_model, expand_count, "en", data_dir, lm_threads)
     click.echo(f"catalogue: {len(catalogue)} intents, {sum(len(i.texts('examples')) for i in catalogue)} examples; "
                f"test: {len(test)} utterances" + (f"; calibrating on {len(val)}" if val else ""))
     reports = []
@@ -151,6 +159,59 @@ def train_command(intents, train_file, train_split, shots, seed, val_file, val_s
         adapter.center = calibrate(adapted, val, progress=True, cache=EmbeddingCache(data_dir))
     path = adapter.save(model.adapter_path(data_dir))
     click.echo(f"adapter saved to {path}: {adapter.stats}, center {adapter.center}")
+
+
+def _expanded(catalogue, lm_model: str, count: int, language: str, data_dir: Path, threads: int | None = None):
+    """The catalogue with model-written examples for its example-less intents (progress bar, cached)."""
+    import asyncio
+
+    from tqdm import tqdm
+
+    from bot.models.config import LmConfig
+    from bot.models.runtime import build_language_model
+    from bot.nlu.expansion import LabelExpander
+
+    async def run():
+        model = build_language_model(LmConfig(model=lm_model, n_threads=threads), data_dir)
+        await model.start()
+        try:
+            with tqdm(desc="writing examples", unit="intent", leave=False) as bar:
+                def step(done: int, total: int) -> None:
+                    bar.total = total
+                    bar.update(1)
+
+                return await LabelExpander(model, data_dir, count=count, language=language).expand(catalogue, step)
+        finally:
+            await model.close()
+
+    return asyncio.run(run())
+
+
+@nlu.command("expand")
+@click.option("--intents", type=click.Path(exists=True, path_type=Path), default=Path("intents"), show_default=True,
+              help="The catalogue (a YAML file or a folder of them).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="YAML file for the generated examples (review it, then merge what is right).")
+@click.option("--count", default=8, show_default=True, help="Examples per intent.")
+@click.option("--language", type=click.Choice(["en", "ru"]), default="en", show_default=True)
+@click.option("--lm", "lm_model", default="bundled:qwen2.5-1.5b", show_default=True, help="Any lm.model value.")
+@click.option("--lm-threads", type=int, help="CPU threads of the generative model (default: all cores but one).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+def expand_command(intents, out, count, language, lm_model, lm_threads, data_dir) -> None:
+    """Have the generative model write examples for intents that have none (zero-shot label expansion)."""
+    import yaml
+
+    from bot.nlu.catalogue import IntentCatalogue
+
+    catalogue = IntentCatalogue.load(intents)
+    before = {i.name for i in catalogue if i.texts("examples")}
+    expanded = _expanded(catalogue, lm_model, count, language, data_dir, lm_threads)
+    written = {i.name: {"examples": {language: list(i.texts("examples", language))}}
+               for i in expanded if i.name not in before and i.texts("examples", language)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("# Examples written by " + lm_model + ": read them before you merge them into intents/.\n"
+                   + yaml.safe_dump({"intents": written}, allow_unicode=True, sort_keys=True), encoding="utf-8")
+    click.echo(f"{len(written)} of {len(catalogue) - len(before)} intents without examples got some; wrote {out}")
 
 
 @nlu.command("prune")
