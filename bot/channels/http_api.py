@@ -16,6 +16,8 @@ from bot.channels.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
 CHANNEL = "api"
+# Seconds a client waits before sending again a turn refused for overload (status "busy").
+BUSY_RETRY_S = 5
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:
@@ -113,7 +115,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
         reply = await stream.reply()
         if reply.status == "busy":  # refused for overload, nothing stored: the client sends it again
             return web.json_response({"error": {"code": "busy", "message": reply.text}}, status=503,
-                                     headers={"Retry-After": "5"})
+                                     headers={"Retry-After": str(BUSY_RETRY_S)})
         return web.json_response(reply_json(reply))
     return await _stream_sse(request, stream)
 

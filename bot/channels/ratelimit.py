@@ -122,16 +122,19 @@ def client_ip(request: web.Request, trust_forwarded_for: bool) -> str:
     return request.remote or "unknown"
 
 
+def retry_after_s(wait_s: float) -> int:
+    """Whole seconds to tell a client to wait (at least 1)."""
+    return max(1, math.ceil(wait_s))
+
+
 def slow_down_message(wait_s: float) -> str:
-    return f"Slow down: too many requests. Please try again in {max(1, math.ceil(wait_s))} s."
+    return f"Slow down: too many requests. Please try again in {retry_after_s(wait_s)} s."
 
 
-def too_many_requests(wait_s: float) -> web.Response:
-    seconds = max(1, math.ceil(wait_s))
-    return web.json_response(
-        {"error": {"code": "rate_limited", "message": slow_down_message(wait_s), "retry_after": seconds}},
-        status=429, headers={"Retry-After": str(seconds)},
-    )
+def too_many_requests(wait_s: float) -> web.HTTPTooManyRequests:
+    """The 429 to raise; the JSON error middleware (bot/server.py) answers it with Retry-After."""
+    return web.HTTPTooManyRequests(reason=slow_down_message(wait_s),
+                                   headers={"Retry-After": str(retry_after_s(wait_s))})
 
 
 def require_turn_budget(request: web.Request, user_id: int) -> None:
@@ -140,8 +143,7 @@ def require_turn_budget(request: web.Request, user_id: int) -> None:
     wait = 0.0 if limits is None else limits.per_user.take(f"user:{user_id}")
     if wait > 0:
         log.info("rate limited user=%s path=%s wait_s=%.1f", user_id, request.path, wait)
-        raise web.HTTPTooManyRequests(reason=slow_down_message(wait),
-                                      headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        raise too_many_requests(wait)
 
 
 @web.middleware
@@ -152,7 +154,7 @@ async def rate_limit_by_ip(request: web.Request, handler) -> web.StreamResponse:
         wait = limits.per_ip.take(f"ip:{ip}")
         if wait > 0:
             log.info("rate limited ip=%s path=%s wait_s=%.1f", ip, request.path, wait)
-            return too_many_requests(wait)
+            raise too_many_requests(wait)
     return await handler(request)
 
 

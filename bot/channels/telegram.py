@@ -19,11 +19,12 @@ from telegram.constants import ChatType, MessageEntityType
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
 
+from bot import redaction
 from bot.channels import telegram_keyboards as kb
 from bot.channels.services import Services
 from bot.channels.telegram_config import TelegramConfig
 from bot.channels.telegram_delivery import Delivery
-from bot.channels.telegram_texts import COMMANDS, CONTENT_KINDS, TokenRedactor, language_of, say, split_command
+from bot.channels.telegram_texts import COMMANDS, CONTENT_KINDS, language_of, say, split_command
 from bot.core.errors import BotError, ConfigError, InputError, NotFound
 from bot.core.messages import Incoming, Reply
 from bot.storage.channel_state import ChannelStateRepo
@@ -53,7 +54,6 @@ class TelegramChannel:
         self.state = ChannelStateRepo(services.conversations.db)
         self.application: Application | None = None
         self.delivery: Delivery | None = None
-        self._redactor = TokenRedactor(token)
         self._chat_locks: dict[int, asyncio.Lock] = {}
         self._story_messages: dict[int, tuple[int, InlineKeyboardMarkup | None]] = {}
 
@@ -79,7 +79,7 @@ class TelegramChannel:
     async def start(self) -> None:
         # Opt in to PTB's coming timedelta durations (RetryAfter.retry_after), so a 429 does not warn.
         os.environ.setdefault("PTB_TIMEDELTA", "1")
-        self._redact_logs(True)
+        self._quiet_request_logs()
         app = self._build()
         app.add_handler(TypeHandler(Update, self._on_update))
         app.add_error_handler(self._on_error)
@@ -108,16 +108,13 @@ class TelegramChannel:
 
     async def stop(self) -> None:
         app, self.application = self.application, None
-        try:
-            if app is not None:
-                if app.updater is not None and app.updater.running:
-                    await app.updater.stop()
-                if app.running:
-                    await app.stop()
-                await app.shutdown()
-                log.info("telegram channel stopped")
-        finally:
-            self._redact_logs(False)
+        if app is not None:
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()
+            await app.shutdown()
+            log.info("telegram channel stopped")
 
     async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
         """For aiohttp's cleanup_ctx: the channel runs as long as the web server does."""
@@ -127,15 +124,13 @@ class TelegramChannel:
         finally:
             await self.stop()
 
-    def _redact_logs(self, on: bool) -> None:
-        # httpx logs every request URL at INFO, and the URL holds the token.
+    def _quiet_request_logs(self) -> None:
+        """httpx logs every request URL at INFO, and the URL holds the token: the token is masked
+        in every record (bot/redaction.py), and the per-request lines are kept out of INFO."""
+        redaction.protect([self._token])  # the composition root did so too; a channel built alone is covered
         httpx_logger = logging.getLogger("httpx")
-        if on and httpx_logger.level == logging.NOTSET:
+        if httpx_logger.level == logging.NOTSET:
             httpx_logger.setLevel(logging.WARNING)
-        for handler in logging.getLogger().handlers:
-            (handler.addFilter if on else handler.removeFilter)(self._redactor)
-        for name in ("httpx", "httpcore", "telegram"):
-            (logging.getLogger(name).addFilter if on else logging.getLogger(name).removeFilter)(self._redactor)
 
     def _polling_error(self, exc: TelegramError) -> None:
         log.warning("telegram polling error=%s: %s", type(exc).__name__, exc)

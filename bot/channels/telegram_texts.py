@@ -1,8 +1,7 @@
-"""What the Telegram channel says and registers: commands, fixed texts (English and Russian), log scrubbing."""
+"""What the Telegram channel says and registers: commands and fixed texts (English and Russian)."""
 
 from __future__ import annotations
 
-import logging
 import re
 
 from telegram import User
@@ -72,20 +71,3 @@ def split_command(text: str) -> tuple[str | None, str | None, str]:
     if not match:
         return None, None, text
     return match.group(1).lower(), match.group(2), match.group(3).strip()
-
-
-class TokenRedactor(logging.Filter):
-    """Replaces the bot token in log records (httpx and PTB log request URLs, which contain it)."""
-
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken record is logging's problem, not ours
-            return True
-        if self.token in message:
-            record.msg, record.args = message.replace(self.token, "<telegram-token>"), None
-        return True

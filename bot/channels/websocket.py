@@ -30,9 +30,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from bot.channels.http_api import reply_json
+from bot.channels.http_api import BUSY_RETRY_S, reply_json
 from bot.channels.origins import origin_allowed
-from bot.channels.ratelimit import LIMITS, WebLimits, client_ip, slow_down_message
+from bot.channels.ratelimit import LIMITS, WebLimits, client_ip, retry_after_s, slow_down_message
 from bot.channels.services import SERVICES, Services
 from bot.core.errors import InputError, NotFound, StorageError
 from bot.core.messages import Incoming, Reply, ReplyStream
@@ -44,8 +44,6 @@ CHANNEL = "web"
 MAX_CLIENT_ID_CHARS = 64
 # Ledger entries kept for de-duplication; a resend comes within seconds or minutes of the original.
 LEDGER_SIZE = 20_000
-# Seconds a client waits before resending a message refused for overload.
-BUSY_RETRY_S = 5
 
 
 @dataclass
@@ -144,7 +142,7 @@ class WidgetSession:
                 wait = self.limits.per_user.take(f"user:{self.user_id}")
             if wait > 0:
                 log.info("ws rate limited ip=%s user=%s type=%s", self.ip, self.user_id, kind)
-                await self.error("rate_limited", slow_down_message(wait), retry_after=max(1, round(wait)),
+                await self.error("rate_limited", slow_down_message(wait), retry_after=retry_after_s(wait),
                                  client_id=frame.get("client_id") if isinstance(frame.get("client_id"), str) else None)
                 return
         if kind == "ping":

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
 
 from bot.core.annotations import Annotations, IntentGuess
 from bot.core.errors import ModelError
 from bot.models.base import ChatMessage, GenerationParams, LanguageModel
 from bot.nlu.catalogue import IntentCatalogue
+from bot.nlu.config import NluConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +31,8 @@ SYSTEM = (
 ANSWER_TOKENS = 4
 
 
-@dataclass(frozen=True)
-class JudgeConfig:
-    """When to ask, whom to offer, how long to wait (from NluConfig's judge_* settings)."""
-
-    # Ask when the best confidence lies in [low, high] ...
-    low: float = 0.2
-    high: float = 0.8
-    # ... or when the runner-up is within this margin of the best.
-    margin: float = 0.05
-    candidates: int = 4
-    timeout_s: float = 5.0
-    # The confidence the judge's pick gets: enough to route the turn.
-    confidence: float = 0.9
+# The confidence the judge's pick gets: enough to route the turn.
+PICK_CONFIDENCE = 0.9
 
 
 class GenerativeIntentJudge:
@@ -51,10 +40,10 @@ class GenerativeIntentJudge:
 
     name = "judge"
 
-    def __init__(self, catalogue: IntentCatalogue, model: LanguageModel, config: JudgeConfig | None = None) -> None:
+    def __init__(self, catalogue: IntentCatalogue, model: LanguageModel, config: NluConfig | None = None) -> None:
         self.catalogue = catalogue
         self.model = model
-        self.config = config or JudgeConfig()
+        self.config = config or NluConfig()  # its judge_* settings
 
     def options(self, annotations: Annotations) -> list[IntentGuess]:
         """The candidates to offer when the guess is ambiguous; [] when the judge should stay out."""
@@ -66,8 +55,8 @@ class GenerativeIntentJudge:
         best = ranking[0].confidence
         runner_up = ranking[1].confidence if len(ranking) > 1 else 0.0
         cfg = self.config
-        if cfg.low <= best <= cfg.high or (best > cfg.low and best - runner_up < cfg.margin):
-            return ranking[:cfg.candidates]
+        if cfg.judge_low <= best <= cfg.judge_high or (best > cfg.judge_low and best - runner_up < cfg.judge_margin):
+            return ranking[:cfg.judge_candidates]
         return []
 
     def prompt(self, text: str, options: list[IntentGuess], language: str | None) -> list[ChatMessage]:
@@ -94,7 +83,7 @@ class GenerativeIntentJudge:
         try:
             answer = await asyncio.wait_for(
                 self.model.generate(self.prompt(text, options, annotations.language), params),
-                self.config.timeout_s,
+                self.config.judge_timeout_s,
             )
         except (ModelError, TimeoutError) as exc:
             log.info("intent judge gave no opinion: %s", type(exc).__name__)
@@ -108,7 +97,7 @@ class GenerativeIntentJudge:
             annotations.intent = None
         else:
             picked = options[choice - 1]
-            annotations.intent = IntentGuess(picked.name, max(picked.confidence, self.config.confidence), self.name)
+            annotations.intent = IntentGuess(picked.name, max(picked.confidence, PICK_CONFIDENCE), self.name)
         annotations.values[self.name] = {"asked": [g.name for g in options], "before": before,
                                          "after": annotations.intent_name}
 

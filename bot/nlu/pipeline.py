@@ -82,11 +82,9 @@ def build_annotators(config: NluConfig, catalogue: IntentCatalogue, data_dir: Pa
             if language_model is None:
                 log.warning("nlu.judge is on but there is no language model: no second opinions")
             else:
-                from bot.nlu.judge import GenerativeIntentJudge, JudgeConfig
+                from bot.nlu.judge import GenerativeIntentJudge
 
-                annotators.append(GenerativeIntentJudge(catalogue, language_model, JudgeConfig(
-                    low=config.judge_low, high=config.judge_high, margin=config.judge_margin,
-                    candidates=config.judge_candidates, timeout_s=config.judge_timeout_s)))
+                annotators.append(GenerativeIntentJudge(catalogue, language_model, config))
     for enabled, cls, kwargs in [
         (config.sentiment, SentimentAnnotator, {}),
         (config.offensive, OffensiveAnnotator, {"threshold": config.offensive_threshold}),

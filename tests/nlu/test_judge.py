@@ -10,7 +10,7 @@ import pytest
 from bot.core.annotations import Annotations, IntentGuess
 from bot.models.fake import FakeLanguageModel, FakeScript
 from bot.nlu.config import NluConfig
-from bot.nlu.judge import GenerativeIntentJudge, JudgeConfig, parse_choice
+from bot.nlu.judge import GenerativeIntentJudge, parse_choice
 from bot.nlu.pipeline import build_annotators
 
 
@@ -24,7 +24,7 @@ def ranked(*guesses: tuple[str, float], source: str = "embedding") -> Annotation
 
 def judge_answering(catalogue, answer: str, **config) -> tuple[GenerativeIntentJudge, FakeLanguageModel]:
     model = FakeLanguageModel(answer)
-    return GenerativeIntentJudge(catalogue, model, JudgeConfig(**config)), model
+    return GenerativeIntentJudge(catalogue, model, NluConfig(**config)), model
 
 
 async def test_an_unsure_guess_is_settled_by_the_models_pick(catalogue) -> None:
@@ -63,7 +63,7 @@ async def test_a_clear_case_costs_no_generation(catalogue, guesses) -> None:
 
 
 async def test_a_near_tie_is_asked_even_when_confident(catalogue) -> None:
-    judge, model = judge_answering(catalogue, "2", margin=0.05)
+    judge, model = judge_answering(catalogue, "2", judge_margin=0.05)
     annotations = ranked(("weather", 0.91), ("music", 0.89))
     await judge.annotate("rainy day songs", annotations)
     assert len(model.calls) == 1 and annotations.intent.name == "music"
@@ -84,7 +84,7 @@ async def test_rules_are_never_second_guessed(catalogue) -> None:
     FakeScript(outputs=("2",), delay_s=0.5),                  # too slow
 ])
 async def test_without_a_usable_answer_the_first_guess_stands(catalogue, script) -> None:
-    judge = GenerativeIntentJudge(catalogue, FakeLanguageModel(script=script), JudgeConfig(timeout_s=0.2))
+    judge = GenerativeIntentJudge(catalogue, FakeLanguageModel(script=script), NluConfig(judge_timeout_s=0.2))
     annotations = ranked(("weather", 0.55), ("music", 0.5))
     await judge.annotate("rain music", annotations)
     assert annotations.intent is not None and annotations.intent.name == "weather"
