@@ -2,7 +2,9 @@
 
 Run: .venv/bin/python -m bench.lm [--models smollm2,qwen2.5-1.5b] [--no-write]
 
-Each backend x model is measured in its own subprocess, so peak RSS belongs to it alone.
+Each backend x model is measured in its own subprocess. The runtime is measured as the server runs it:
+in its supervised worker process (lm.isolation = "process"; `--isolation thread` measures it in-process),
+against the library called directly on a model loaded with the same settings in the bench process.
 The results replace the "## Language-model runtime" section of BENCHMARKS.md.
 """
 
@@ -24,6 +26,7 @@ from pathlib import Path
 from bot.models.base import GenerationParams
 from bot.models.config import LmConfig
 from bot.models.runtime import build_language_model
+from bot.models.supervisor import SupervisedModel
 from bot.settings import PROJECT_ROOT
 
 log = logging.getLogger("bench.lm")
@@ -77,15 +80,33 @@ def _direct_transformers(lm, prompt: str, seed: int) -> tuple[int, float]:
     return out.shape[1] - ids.shape[1], time.perf_counter() - started
 
 
-async def measure(backend: str, model_name: str, threads: int) -> dict:
-    """One backend x model, in this process."""
+def _peak_rss_of(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def measure(backend: str, model_name: str, threads: int, isolation: str = "process",
+                  weight_repack: str = "auto") -> dict:
+    """One backend x model: the runtime (in its worker process, or in this one) against the library."""
     config = LmConfig(model=f"bundled:{model_name}", backend=backend, n_threads=threads, context_window=2048,
-                      timeout_s=600, cache_slots=2)
+                      timeout_s=600, cache_slots=2, isolation=isolation, weight_repack=weight_repack)
     started = time.perf_counter()
-    lm = await asyncio.to_thread(build_language_model, config, DATA_DIR, progress=False)
-    prepared = time.perf_counter() - started
-    await lm.start()
+    if isolation == "process":
+        lm = SupervisedModel(config, DATA_DIR)
+        await lm.start()
+    else:
+        lm = await asyncio.to_thread(build_language_model, config, DATA_DIR, progress=False)
+        await lm.start()
     load_s = time.perf_counter() - started
+    # The library's own model, loaded with the same settings (threads, context, weight repacking).
+    direct = lm if isolation == "thread" else await asyncio.to_thread(build_language_model, config, DATA_DIR,
+                                                                      progress=False)
+    await direct.start()
     params = GenerationParams(max_new_tokens=NEW_TOKENS, seed=1)
     await lm.generate("Hello", GenerationParams(max_new_tokens=2))  # warm-up: first-call allocations
 
@@ -107,19 +128,25 @@ async def measure(backend: str, model_name: str, threads: int) -> dict:
         decode_rates.append((stats["new_tokens"] - 1) / max(1e-9, stats["total_s"] - stats["first_token_s"]))
         direct_prompt = f"Part {round_ + 3}. " + STORY
         if backend == "llama_cpp":
-            llm = lm.pool._slots[0].llm
+            llm = direct.pool._slots[0].llm
             n, seconds = await asyncio.to_thread(_direct_llama, llm, direct_prompt, round_)
         else:
-            n, seconds = await asyncio.to_thread(_direct_transformers, lm, direct_prompt, round_)
+            n, seconds = await asyncio.to_thread(_direct_transformers, direct, direct_prompt, round_)
         direct_rates.append(n / seconds)
     runtime_rate = statistics.median(runtime_rates)
     direct_rate = statistics.median(direct_rates)
+    worker_rss = _peak_rss_of(lm.pid) if isolation == "process" and lm.pid else 0.0
+    repack = getattr(direct, "weight_repack", None)
     await lm.close()
+    if direct is not lm:
+        await direct.close()
     return {
         "backend": backend,
         "model": model_name,
+        "isolation": isolation,
+        "repack": "-" if repack is None else ("on" if repack else "off"),
+        "worker_rss_mb": round(worker_rss),
         "threads": threads,
-        "prepare_s": round(prepared, 2),
         "load_s": round(load_s, 2),
         "ttft_cold_ms": round(ttft_cold * 1000),
         "prompt_tokens": lm.last_stats.get("prompt_tokens"),
@@ -155,7 +182,7 @@ async def measure_sharing(model_name: str) -> list[dict]:
     rows = []
     for threads in (2, 1):
         config = LmConfig(model=f"bundled:{model_name}", n_threads=threads, context_window=1024, timeout_s=600)
-        lm = build_language_model(config, DATA_DIR, progress=False)
+        lm = SupervisedModel(config, DATA_DIR)
         await lm.start()
         await lm.generate("Hello", GenerationParams(max_new_tokens=2))
         for busy in (False, True):
@@ -188,6 +215,27 @@ def _lscpu() -> str:
                      for line in out.splitlines() if line.split(":", 1)[0].strip() in keep)
 
 
+def _cpu_features() -> str:
+    from bot.models.llama_cpp_backend import cpu_flags
+
+    wanted = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
+              "amx_bf16")
+    present = [flag for flag in wanted if flag in cpu_flags()]
+    return "CPU flags: " + (" ".join(present) or "none of " + " ".join(wanted))
+
+
+def _llama_build() -> str:
+    flags = Path(sys.prefix, ".llama-cmake-args")
+    try:
+        import llama_cpp
+
+        version = llama_cpp.__version__
+    except ImportError:
+        return "llama-cpp-python not installed"
+    built = flags.read_text().strip() if flags.is_file() else "unknown flags"
+    return f"llama-cpp-python {version} built with `{built or 'default flags'}`"
+
+
 def _markdown(results: list[dict], sharing: list[dict]) -> str:
     load = os.getloadavg()
     lines = [
@@ -196,27 +244,29 @@ def _markdown(results: list[dict], sharing: list[dict]) -> str:
         f"Command: `{' '.join(['.venv/bin/python -m bench.lm', *sys.argv[1:]])}` (each backend in its own process; "
         f"{NEW_TOKENS} new tokens a run; sampling temperature 0.8, top_p 0.95).",
         "",
-        f"Machine: {_lscpu()}; load average at the end {load[0]:.1f} "
+        f"Machine: {_lscpu()}; {_cpu_features()}; {_llama_build()}; load average at the end {load[0]:.1f} "
         "(the machine is shared, so figures move with the neighbours' work).",
         "",
-        "| backend | model | threads | load s | TTFT cold ms (prompt tok) | TTFT cached prefix ms (cached tok) "
-        "| decode tok/s | end-to-end tok/s: runtime / library direct | overhead | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| backend | model | runs in | weight repack | threads | load s | TTFT cold ms (prompt tok) "
+        "| TTFT cached prefix ms (cached tok) "
+        "| decode tok/s | end-to-end tok/s: runtime / library direct | overhead | peak RSS MB (worker) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        where = "worker process" if r["isolation"] == "process" else "server process"
         lines.append(
-            f"| {r['backend']} | {r['model']} | {r['threads']} | {r['load_s']} "
+            f"| {r['backend']} | {r['model']} | {where} | {r['repack']} | {r['threads']} | {r['load_s']} "
             f"| {r['ttft_cold_ms']} ({r['prompt_tokens']}) "
             f"| {r['ttft_cached_ms']} ({r['cached_tokens']}) | {r['decode_tok_s']} "
             f"| {r['tok_s']} / {r['direct_tok_s']} "
-            f"| {r['overhead_pct']}% | {r['peak_rss_mb']} |"
+            f"| {r['overhead_pct']}% | {r['worker_rss_mb'] or r['peak_rss_mb']} |"
         )
     lines += [
         "",
         "Decode tok/s counts tokens after the first; end-to-end tok/s divides the new tokens by the whole "
         "call, prompt evaluation included, for the runtime and for the library called directly "
-        "(llama.cpp: `Llama.create_completion(stream=True)`; transformers: `model.generate`) on the "
-        "same model object, alternating, median of 3. Goals: TTFT with a cached prefix < 400 ms; "
+        "(llama.cpp: `Llama.create_completion(stream=True)`; transformers: `model.generate`) on a "
+        "model loaded with the same settings in the bench process, alternating, median of 3. Goals: TTFT with a cached prefix < 400 ms; "
         "runtime overhead < 5% (negative: the runtime's token loop was faster than the library's).",
     ]
     if sharing:
@@ -252,6 +302,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--no-sharing", action="store_true", help="skip the CPU-sharing measurement")
+    parser.add_argument("--isolation", default="process", choices=["process", "thread"],
+                        help="where the runtime runs: its worker process (as the server does) or in-process")
+    parser.add_argument("--weight-repack", default="auto", choices=["auto", "on", "off"],
+                        help="lm.weight_repack for both the runtime and the direct baseline")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # backend:model, run in this process
     parser.add_argument("--encoder-load", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -261,7 +315,7 @@ def main() -> None:
         return
     if args.one:
         backend, model = args.one.split(":")
-        print(json.dumps(asyncio.run(measure(backend, model, args.threads))))
+        print(json.dumps(asyncio.run(measure(backend, model, args.threads, args.isolation, args.weight_repack))))
         return
     results = []
     for model in args.models.split(","):
@@ -272,7 +326,8 @@ def main() -> None:
             if backend == "transformers" and model != "smollm2":
                 continue  # the 1.5B dequantised to fp32 runs at ~2 tok/s: not worth the minutes
             proc = subprocess.run([sys.executable, "-m", "bench.lm", "--one", f"{backend}:{model}",
-                                   "--threads", str(args.threads)], capture_output=True, text=True, cwd=PROJECT_ROOT)
+                                   "--threads", str(args.threads), "--isolation", args.isolation, "--weight-repack", args.weight_repack],
+                                  capture_output=True, text=True, cwd=PROJECT_ROOT)
             if proc.returncode != 0:
                 log.error("%s:%s failed:\n%s", backend, model, proc.stderr[-2000:])
                 continue

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.core.annotations import Annotator
+from bot.core.errors import ConfigError
 from bot.core.messages import Incoming
 from bot.dispatch.dispatcher import Dispatcher
 from bot.dispatch.registry import SkillRegistry
@@ -78,7 +79,7 @@ def protect_secrets(settings: Settings) -> None:
 async def prepare_language_model(settings: Settings) -> None:
     """Strict start-up for the configured model: resolve it (joining a bundled model's parts
     once, with a progress bar) or stop with a ConfigError naming the setting and the file.
-    Loading the weights happens afterwards, in the background (`warm_up`)."""
+    Loading the weights follows: `check_language_model` for `tandem run`, `warm_up` for the chat."""
     from bot.models.runtime import resolve_source
 
     await asyncio.to_thread(resolve_source, settings.lm.model, Path(settings.data_dir), progress=True)
@@ -93,12 +94,37 @@ async def warm_up(model: LanguageModel) -> None:
         log.exception("language model failed to load")
 
 
+async def check_language_model(model: LanguageModel, setting: str, *, timeout_s: float = 120.0) -> None:
+    """`tandem run`'s start-up check: load the model and write a few tokens with it, so a model
+    that cannot load or crashes on its first decode stops start-up with one line saying so."""
+    from bot.core.errors import ModelError
+    from bot.models.base import GenerationParams
+
+    hint = ("try `tandem doctor`; on a CPU that crashes in llama.cpp set lm.weight_repack = \"off\", "
+            "or run on lm.backend = \"transformers\"")
+    try:
+        await model.start()
+        async with asyncio.timeout(timeout_s):
+            await model.generate("Hello", GenerationParams(max_new_tokens=2, temperature=0.0))
+    except ConfigError:
+        raise
+    except (ModelError, TimeoutError) as exc:
+        reason = str(exc) or f"it took longer than {timeout_s:g} s"
+        raise ConfigError(f"setting `lm.model` = {setting}: the start-up generation failed: {reason}; {hint}") from exc
+
+
 def build_language_model(settings: Settings) -> LanguageModel:
     """The configured generative model, built and loaded on its first request, so a bot whose
-    model is not installed still starts, and says so when a story is asked for."""
+    model is not installed still starts, and says so when a story is asked for. Local backends
+    run in a supervised worker process (lm.isolation = "process"), so their crash is not ours."""
     from bot.models.runtime import build_language_model as build_model
     from bot.models.lazy import LazyLanguageModel
 
+    lm = settings.lm
+    if lm.isolation == "process" and not lm.model.startswith(("http://", "https://")):
+        from bot.models.supervisor import SupervisedModel
+
+        return SupervisedModel(lm, Path(settings.data_dir), log_level=settings.log_level)
     return LazyLanguageModel(
         lambda: build_model(settings.lm, Path(settings.data_dir), progress=False),
         name=settings.lm.model, context_window=settings.lm.context_window or 2048,

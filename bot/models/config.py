@@ -9,6 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from bot.models.base import GenerationParams
 
 Backend = Literal["auto", "llama_cpp", "transformers", "openai"]
+# process: local backends run in a supervised child process (a crash there never takes the server
+# down); thread: in the server's own process (the library's tests and benchmarks of a backend).
+Isolation = Literal["process", "thread"]
+# llama.cpp's weight repacking into CPU-specific layouts ("extra buffer types"). On Intel CPUs with
+# AMX the AMX repack path of llama.cpp crashes (llama.cpp issue 20824), so auto turns repacking off
+# where the CPU reports AMX and keeps it on elsewhere; on turns it on everywhere.
+WeightRepack = Literal["auto", "on", "off"]
 
 
 class SamplingConfig(BaseModel):
@@ -61,6 +68,12 @@ class LmConfig(BaseModel):
     timeout_s: float = Field(120.0, gt=0)
     # Warm KV caches kept, one per cache_key (story id), least recently used evicted.
     cache_slots: int = Field(2, ge=1, le=16)
+    # Where local backends run (see Isolation above); URLs are always served in-process.
+    isolation: Isolation = "process"
+    # Seconds the model worker may take to load the model (a first GGUF conversion is slow).
+    load_timeout_s: float = Field(600.0, gt=0)
+    # llama.cpp weight repacking (see WeightRepack above).
+    weight_repack: WeightRepack = "auto"
     sampling: SamplingConfig = SamplingConfig()
     # transformers backend: weights dtype in memory (float32 is fastest on most CPUs).
     torch_dtype: Literal["float32", "bfloat16"] = "float32"

@@ -46,9 +46,34 @@ class _SavedSequence:
 
 # llama.cpp's log callback; kept referenced here, since the C side only holds a pointer.
 _native_log_callback: Any = None
+# Llama() reads llama_model_default_params() while loading; swapped only under this lock.
+_params_lock = threading.Lock()
 
 
-def open_llama(**kwargs: Any) -> Any:
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo is not there)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def weight_repack_enabled(setting: str, flags: set[str] | None = None) -> bool:
+    """Whether llama.cpp may repack weights for this CPU (`lm.weight_repack`): "auto" is off on
+    CPUs with AMX, whose repack path crashes in llama.cpp (issue 20824), and on elsewhere."""
+    if setting in ("on", "off"):
+        return setting == "on"
+    flags = cpu_flags() if flags is None else flags
+    return not any(flag.startswith("amx") for flag in flags)
+
+
+def open_llama(*, weight_repack: bool = True, **kwargs: Any) -> Any:
     """A llama_cpp.Llama that leaves the process's stdout and stderr alone.
 
     With verbose=False, llama-cpp-python silences loading by pointing file descriptors 1 and
@@ -65,8 +90,25 @@ def open_llama(**kwargs: Any) -> Any:
     if _native_log_callback is None:
         _native_log_callback = _make_native_log_callback()
         llama_cpp.llama_log_set(_native_log_callback, None)
-    with contextlib.redirect_stderr(io.StringIO()):
-        llm = llama_cpp.Llama(verbose=True, **kwargs)
+    with _params_lock, contextlib.redirect_stderr(io.StringIO()):
+        if weight_repack:
+            llm = llama_cpp.Llama(verbose=True, **kwargs)
+        else:
+            # llama-cpp-python does not expose use_extra_bufts; Llama() takes its model params from
+            # this function, so for the duration of the load it returns them with repacking off.
+            module = llama_cpp.llama_cpp
+            defaults = module.llama_model_default_params
+
+            def without_repack() -> Any:
+                params = defaults()
+                params.use_extra_bufts = False
+                return params
+
+            module.llama_model_default_params = without_repack
+            try:
+                llm = llama_cpp.Llama(verbose=True, **kwargs)
+            finally:
+                module.llama_model_default_params = defaults
     llm.verbose = False  # later calls (generation) print nothing either
     return llm
 
@@ -202,11 +244,13 @@ class LlamaCppModel(ModelBase):
         max_concurrent: int = 1,
         timeout_s: float = 120.0,
         cache_slots: int = 2,
+        weight_repack: str = "auto",
         setting: str = "lm.model",
     ) -> None:
         super().__init__(max_concurrent=max_concurrent, timeout_s=timeout_s)
         self._workers = WorkerSet()
         self.path = Path(path)
+        self.weight_repack = weight_repack_enabled(weight_repack)
         self.name = name or self.path.stem
         # Default: all cores but one. llama.cpp's threads spin-wait for each other, so on a
         # machine that also runs the encoder and the server, one descheduled thread stalls
@@ -231,10 +275,11 @@ class LlamaCppModel(ModelBase):
             n_ctx=self.context_window,
             n_threads=self.n_threads,
             n_threads_batch=self.n_threads,
+            weight_repack=self.weight_repack,
         )
         log.info(
-            "llama.cpp context loaded model=%s ctx=%d threads=%d s=%.2f",
-            self.name, self.context_window, self.n_threads, time.perf_counter() - started,
+            "llama.cpp context loaded model=%s ctx=%d threads=%d repack=%s s=%.2f",
+            self.name, self.context_window, self.n_threads, self.weight_repack, time.perf_counter() - started,
         )
         return llm
 

@@ -115,7 +115,8 @@ def build_language_model(config: LmConfig, data_dir: Path, *, progress: bool = T
         from bot.models.llama_cpp_backend import LlamaCppModel
 
         return LlamaCppModel(
-            source.path, name=source.name, n_threads=config.n_threads, cache_slots=config.cache_slots, **common
+            source.path, name=source.name, n_threads=config.n_threads, cache_slots=config.cache_slots,
+            weight_repack=config.weight_repack, **common
         )
     from bot.models.transformers_backend import TransformersModel
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 
-from bot.core.errors import ModelError, ModelTimeout, ModelUnavailable
+from bot.core.errors import ModelCrashed, ModelError, ModelTimeout, ModelUnavailable
 from bot.models.base import ChatMessage, GenerationParams, LanguageModel
 from bot.story.polish import PassageFilter, ends_sentence
 from bot.story.prompt import LANGUAGE_NAMES, StoryContextBuilder, StoryPrompt
@@ -29,6 +29,8 @@ def describe_error(exc: BaseException) -> str:
     logs it), not to the user."""
     if isinstance(exc, ModelTimeout | TimeoutError):
         return "timeout: the model took too long"
+    if isinstance(exc, ModelCrashed):
+        return "unavailable: the language model stopped while writing and is restarting, so try again in a moment"
     if isinstance(exc, ModelUnavailable):
         return "unavailable: the language model cannot be reached right now"
     return "error: the language model failed while writing"
