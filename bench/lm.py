@@ -216,12 +216,9 @@ def _lscpu() -> str:
 
 
 def _cpu_features() -> str:
-    from bot.models.llama_cpp_backend import cpu_flags
+    from bot.models.cpu import cpu_flags, llama_cpu_flags
 
-    wanted = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
-              "amx_bf16")
-    present = [flag for flag in wanted if flag in cpu_flags()]
-    return "CPU flags: " + (" ".join(present) or "none of " + " ".join(wanted))
+    return "CPU flags: " + (" ".join(llama_cpu_flags(cpu_flags())) or "none that llama.cpp uses")
 
 
 def _llama_build() -> str:

@@ -66,12 +66,16 @@ def run(config: Path | None, host: str | None, port: int | None) -> None:
 async def _serve(settings, host: str, port: int) -> None:
     from aiohttp import web
 
-    from bot.app import build_app, prepare_language_model, warm_up
+    from bot.app import build_app, check_language_model, prepare_language_model
     from bot.server import init_app
 
     await prepare_language_model(settings)
     tandem = await build_app(settings)
-    warming = asyncio.create_task(warm_up(tandem.language_model))
+    try:
+        await check_language_model(tandem.language_model, settings.lm.model)
+    except BaseException:
+        await tandem.close()
+        raise
     runner = web.AppRunner(init_app(tandem), access_log=None)
     await runner.setup()
     try:
@@ -85,7 +89,6 @@ async def _serve(settings, host: str, port: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
-        warming.cancel()
         await runner.cleanup()
         await tandem.close()
 
@@ -147,10 +150,12 @@ def migrate(config: Path | None) -> None:
 
 def _add_tool_groups() -> None:
     from bot.dialog.cli import graph
+    from bot.doctor import doctor
+    from bot.models.cli import model
     from bot.nlu.cli import nlu
     from bot.web.cli import feedback
 
-    for group in (graph, nlu, feedback):
+    for group in (graph, nlu, feedback, model, doctor):
         main.add_command(group)
 
 

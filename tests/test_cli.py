@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from bot.settings import PROJECT_ROOT
 def test_every_tool_group_is_on_the_command() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for command in ("run", "chat", "migrate", "graph", "nlu", "feedback"):
-        assert command in result.output
+    for command in ("run", "chat", "migrate", "graph", "nlu", "feedback", "model", "doctor"):
+        assert re.search(rf"^\s+{command}\s", result.output, re.MULTILINE), command
 
 
 def test_graph_check_knows_the_registered_skills(tmp_path: Path) -> None:

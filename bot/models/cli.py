@@ -35,10 +35,10 @@ def prepare(config_file: Path | None, model_name: str | None, backend: str | Non
     """Join a split bundled model (with a progress bar) or convert a GGUF once, then load it."""
     from bot.models.runtime import build_language_model
 
-    settings = _settings(config_file)
-    lm = _override(settings.lm, model_name, backend)
     started = time.perf_counter()
     try:
+        settings = _settings(config_file)
+        lm = _override(settings.lm, model_name, backend)
         language_model = build_language_model(lm, Path(settings.data_dir), progress=True)
         asyncio.run(_start_and_close(language_model))
     except BotError as exc:
@@ -55,13 +55,16 @@ async def _start_and_close(language_model) -> None:
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None)
 def info(config_file: Path | None) -> None:
     """Show the configured model and the state of each bundled one."""
-    settings = _settings(config_file)
+    try:
+        settings = _settings(config_file)
+    except BotError as exc:
+        raise click.ClickException(str(exc)) from exc
     lm = settings.lm
     click.echo(f"lm.model = {lm.model}  (backend {lm.backend}, threads {lm.n_threads or 'all cores but one'}, "
                f"max_concurrent {lm.max_concurrent}, timeout {lm.timeout_s:g} s)")
     for key, state in bundled_status(Path(settings.data_dir)).items():
         click.echo(f"  bundled:{key:<14} {BUNDLED[key].description}")
-        click.echo(f"  {'':<23} {state}")
+        click.echo(f"  {'':<22} {state}")
 
 
 @model.command("try")
@@ -76,10 +79,9 @@ def try_prompt(config_file, model_name, backend, prompt: str, chat: bool, max_ne
     from bot.models.base import ChatMessage
     from bot.models.runtime import build_language_model
 
-    settings = _settings(config_file)
-    lm = _override(settings.lm, model_name, backend)
-
     async def run() -> None:
+        settings = _settings(config_file)
+        lm = _override(settings.lm, model_name, backend)
         language_model = build_language_model(lm, Path(settings.data_dir), progress=True)
         await language_model.start()
         params = lm.sampling.params()

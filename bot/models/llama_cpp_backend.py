@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.core.errors import ConfigError, ModelError
 from bot.models.base import GenerationParams, ModelBase, Prompt
+from bot.models.cpu import cpu_flags, has_amx
 from bot.models.threaded import WorkerControl, WorkerSet, stream_in_worker
 
 log = logging.getLogger(__name__)
@@ -50,27 +51,12 @@ _native_log_callback: Any = None
 _params_lock = threading.Lock()
 
 
-def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo is not there)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
-
-
 def weight_repack_enabled(setting: str, flags: set[str] | None = None) -> bool:
     """Whether llama.cpp may repack weights for this CPU (`lm.weight_repack`): "auto" is off on
     CPUs with AMX, whose repack path crashes in llama.cpp (issue 20824), and on elsewhere."""
     if setting in ("on", "off"):
         return setting == "on"
-    flags = cpu_flags() if flags is None else flags
-    return not any(flag.startswith("amx") for flag in flags)
+    return not has_amx(cpu_flags() if flags is None else flags)
 
 
 def open_llama(*, weight_repack: bool = True, **kwargs: Any) -> Any:

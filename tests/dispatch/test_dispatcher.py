@@ -27,7 +27,7 @@ class PrefixIntentAnnotator:
 
     async def annotate(self, text: str, annotations: Annotations) -> None:
         head = text.split(":", 1)[0].strip().lower()
-        if head in {"slow", "boom", "stream", "hold", "echo", "stall"}:
+        if head in {"slow", "boom", "stream", "hold", "echo", "stall", "meet"}:
             annotations.intent = IntentGuess(head, 0.9, self.name)
         elif head in {"cancel", "maybe cancel"}:
             # A rule said "cancel", or a classifier merely guessed it.
@@ -53,6 +53,28 @@ class SlowSkill(Skill):
         await asyncio.sleep(0.2)
         EVENTS.append(("end", turn.text))
         return f"done {turn.text}"
+
+
+class MeetSkill(Skill):
+    """Answers only once `expected` turns are inside it at the same time, so its turns can all
+    finish only if the dispatcher runs them concurrently (sequential turns hit the budget)."""
+
+    name = "meet"
+    intents = ("meet",)
+
+    def __init__(self, expected: int = 4) -> None:
+        super().__init__()
+        self.expected = expected
+        self.inside = 0
+        self.everyone_arrived = asyncio.Event()
+
+    async def respond(self, turn: Turn) -> str:
+        self.inside += 1
+        EVENTS.append(("arrive", turn.text))
+        if self.inside >= self.expected:
+            self.everyone_arrived.set()
+        await self.everyone_arrived.wait()
+        return f"met {turn.text}"
 
 
 class EchoSkill(Skill):
@@ -114,7 +136,8 @@ async def dispatcher(tmp_path):
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'd.sqlite3'}")
     await db.migrate()
     registry = SkillRegistry()
-    for skill in (SlowSkill(), EchoSkill(), BoomSkill(), StreamSkill(), StallSkill(), HoldSkill(), FallbackSkill()):
+    for skill in (SlowSkill(), MeetSkill(), EchoSkill(), BoomSkill(), StreamSkill(), StallSkill(), HoldSkill(),
+                  FallbackSkill()):
         registry.register(skill)
     config = DispatcherConfig(turn_timeout_s=1.0, max_text_chars=50)
     yield Dispatcher(ConversationRepo(db), registry, [BrokenAnnotator(), PrefixIntentAnnotator()], None, config)
@@ -133,14 +156,12 @@ async def test_turns_of_one_conversation_never_interleave(dispatcher) -> None:
 
 
 async def test_different_conversations_run_concurrently(dispatcher) -> None:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    streams = [say(dispatcher, f"user{i}", "slow: x") for i in range(4)]
-    await asyncio.gather(*(s.reply() for s in streams))
-    # Four 0.2 s turns in sequence would take 0.8 s; they must overlap.
-    starts = [i for i, e in enumerate(EVENTS) if e[0] == "start"]
-    assert starts == [0, 1, 2, 3], EVENTS
-    assert loop.time() - started < 0.8
+    # MeetSkill lets no turn finish before all four are inside it: run one after another,
+    # the first would wait for the others until the turn budget cut it.
+    streams = [say(dispatcher, f"user{i}", f"meet: {i}") for i in range(4)]
+    replies = await asyncio.gather(*(s.reply() for s in streams))
+    assert [r.text for r in replies] == [f"met meet: {i}" for i in range(4)]
+    assert sorted(EVENTS) == [("arrive", f"meet: {i}") for i in range(4)]
 
 
 async def test_a_turn_waits_for_the_previous_one_and_sees_it_in_history(dispatcher) -> None:

@@ -37,3 +37,19 @@ def smollm2_gguf() -> Path:
 def model_cache() -> Path:
     MODEL_CACHE.mkdir(parents=True, exist_ok=True)
     return MODEL_CACHE
+
+
+# Long enough for a broken test to show itself, not a measurement: passing never waits this long.
+HANG_GUARD_S = 60.0
+
+
+async def stats_recorded_after(model, before: dict) -> dict:
+    """The `last_stats` a backend records when its running generation ends (it replaces the
+    dict `before`): read before the next generation overwrites them."""
+    import asyncio
+
+    for _ in range(int(HANG_GUARD_S / 0.01)):
+        if model.last_stats is not before:
+            return model.last_stats
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the generation was still running {HANG_GUARD_S:g} s after its stream was closed")

@@ -36,6 +36,32 @@ class BlockingWork:
             self.ended.set()
 
 
+class GatedWork:
+    """Emits its first piece at once, then waits for `gate` before each further piece, so a
+    test decides what happens between two pieces (a close, a cancel, a timeout)."""
+
+    def __init__(self, pieces: list[str]) -> None:
+        self.pieces = pieces
+        self.gate = threading.Event()
+        self.ended = threading.Event()
+        self.emitted = 0
+
+    def __call__(self, control: WorkerControl) -> None:
+        try:
+            for index, piece in enumerate(self.pieces):
+                # The guard only keeps a broken run from hanging the suite; it is not a measurement.
+                if index and not self.gate.wait(HANG_GUARD_S):
+                    raise RuntimeError("the test never opened the gate")
+                control.emit(piece)
+                self.emitted += 1
+        finally:
+            self.ended.set()
+
+
+# Generous waits that only stop a broken test from hanging; passing never depends on them.
+HANG_GUARD_S = 30.0
+
+
 def run(work, *, slots=None, timeout_s=5.0, stops=()):
     return stream_in_worker(
         work, slots=slots or asyncio.Semaphore(1), timeout_s=timeout_s, stops=tuple(stops), label="test"
@@ -57,70 +83,82 @@ async def test_error_is_raised_after_the_pieces_made_before_it() -> None:
 
 
 async def test_timeout_keeps_partial_output_and_stops_the_worker() -> None:
-    work = BlockingWork([f"w{i} " for i in range(100)], delay_s=0.05)
+    work = GatedWork([f"w{i} " for i in range(100)])
     got: list[str] = []
     with pytest.raises(ModelTimeout):
-        async for piece in run(work, timeout_s=0.3):
+        async for piece in run(work, timeout_s=1.0):
             got.append(piece)
-    assert 1 <= len(got) < 100
-    assert await asyncio.to_thread(work.ended.wait, 1.0), "worker still running after the timeout"
-    assert work.emitted < 100
+    assert got == ["w0 "]
+    work.gate.set()  # the worker goes on only now, after the timeout: its next emit must stop it
+    assert await asyncio.to_thread(work.ended.wait, HANG_GUARD_S), "worker still running after the timeout"
+    assert work.emitted == 1
 
 
-async def test_closing_the_stream_stops_generation_promptly() -> None:
-    work = BlockingWork([f"w{i} " for i in range(1000)], delay_s=0.01)
+async def test_closing_the_stream_stops_generation_at_the_next_piece() -> None:
+    work = GatedWork([f"w{i} " for i in range(1000)])
     stream = run(work)
     assert await anext(stream) == "w0 "
     await stream.aclose()
-    assert await asyncio.to_thread(work.ended.wait, 1.0)
-    assert work.emitted < 50
+    work.gate.set()
+    assert await asyncio.to_thread(work.ended.wait, HANG_GUARD_S)
+    assert work.emitted == 1
 
 
 async def test_cancelling_the_consumer_task_stops_the_worker() -> None:
-    work = BlockingWork([f"w{i} " for i in range(1000)], delay_s=0.01)
+    work = GatedWork([f"w{i} " for i in range(1000)])
+    first_piece = asyncio.Event()
 
     async def consume() -> None:
         async for _ in run(work):
-            pass
+            first_piece.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.1)
+    await first_piece.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await asyncio.to_thread(work.ended.wait, 1.0)
-    assert work.emitted < 100
+    work.gate.set()
+    assert await asyncio.to_thread(work.ended.wait, HANG_GUARD_S)
+    assert work.emitted == 1
 
 
 async def test_event_loop_keeps_running_during_a_blocking_generation() -> None:
-    ticks = 0
+    blocking = threading.Event()
+    loop_ran = threading.Event()
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
+    def work(control: WorkerControl) -> None:
+        # Blocks until a coroutine has run meanwhile: if the work ran on the event loop,
+        # that coroutine could never run and this would give up.
+        blocking.set()
+        if not loop_ran.wait(HANG_GUARD_S):
+            raise RuntimeError("the event loop stood still while the generation blocked")
+        control.emit("after the loop ran")
 
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0)
-    # Each piece blocks its thread for 0.1 s; on the loop this would allow no tick at all.
-    async for _ in run(BlockingWork(["a", "b", "c"], delay_s=0.1)):
-        pass
-    task.cancel()
-    assert ticks >= 15
+    async def answer_from_the_loop() -> None:
+        while not blocking.is_set():
+            await asyncio.sleep(0.001)
+        loop_ran.set()
+
+    answering = asyncio.create_task(answer_from_the_loop())
+    assert [p async for p in run(work, timeout_s=HANG_GUARD_S)] == ["after the loop ran"]
+    await answering
 
 
 async def test_concurrent_generations_are_limited_by_the_slots() -> None:
     slots = asyncio.Semaphore(2)
     active = peak = 0
     lock = threading.Lock()
+    two_at_once = threading.Event()
 
     def work(control: WorkerControl) -> None:
         nonlocal active, peak
         with lock:
             active += 1
             peak = max(peak, active)
-        time.sleep(0.1)
+            if active == 2:
+                two_at_once.set()
+        # The first two wait for each other, so both slots are surely in use at the same time.
+        two_at_once.wait(HANG_GUARD_S)
         control.emit("x")
         with lock:
             active -= 1

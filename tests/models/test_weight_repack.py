@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.models.base import GenerationParams
-from bot.models.llama_cpp_backend import LlamaCppModel, cpu_flags, open_llama, weight_repack_enabled
+from bot.models.cpu import cpu_flags
+from bot.models.llama_cpp_backend import LlamaCppModel, open_llama, weight_repack_enabled
 from tests.models.conftest import needs_llama_cpp, needs_smollm2
 
 AMD = """processor\t: 0

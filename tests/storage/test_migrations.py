@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, select, text
 
-from bot.storage.database import Database
-from bot.storage.schema import Base
+from bot.storage.conversations import ConversationRepo, NewMessage
+from bot.storage.database import Database, alembic_config
+from bot.storage.schema import Base, Message
 
 
 async def test_upgrade_to_head_creates_every_table(database_url: str) -> None:
@@ -35,11 +37,38 @@ async def test_models_and_migrations_do_not_drift(database_url: str) -> None:
         await db.close()
 
 
+def _schema_and_revision(connection) -> tuple[dict, list]:
+    """Each table's columns and indexes, and the alembic revision: all a migration could change."""
+    inspector = inspect(connection)
+    schema = {
+        table: (
+            [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)],
+            sorted((i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table)),
+        )
+        for table in sorted(inspector.get_table_names())
+    }
+    revision = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
+    return schema, revision
+
+
 async def test_migrating_twice_is_harmless(database_url: str) -> None:
     db = Database(database_url)
     try:
         await db.migrate()
+        repo = ConversationRepo(db)
+        conversation = await repo.open_conversation(await repo.user_for("web", "ann"), "web")
+        await repo.add_user_message(conversation, NewMessage("user", "still here?"))
+        async with db.engine.connect() as connection:
+            before = await connection.run_sync(_schema_and_revision)
         await db.migrate()
+        async with db.engine.connect() as connection:
+            after = await connection.run_sync(_schema_and_revision)
+        async with db.transaction() as session:
+            kept = await session.scalars(select(Message.text).where(Message.conversation_id == conversation))
+            assert list(kept) == ["still here?"]
+        assert after == before
+        head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+        assert before[1] == [head]
     finally:
         await db.close()
 

@@ -40,9 +40,12 @@ async def seed(db: Database) -> dict:
     await feedback.add_rating(first, ann, 2)
     await feedback.add_rating(first, ann, 4, "=HYPERLINK(\"x\") nice")
     await feedback.add_comment(second, bob, "too short", message_id=told)
-    # Make the first conversation last two minutes, a day ago.
-    day_ago = datetime.now(UTC) - timedelta(days=1)
+    # Make the first conversation last two minutes, a day ago, and the second last no time at all
+    # (not however long the machine took between its two messages).
+    now = datetime.now(UTC)
+    day_ago = now - timedelta(days=1)
     async with db.transaction() as session:
+        await session.execute(update(Message).where(Message.conversation_id == second).values(created_at=now))
         await session.execute(update(Message).where(Message.conversation_id == first).values(created_at=day_ago))
         await session.execute(update(Message).where(Message.id == greeted)
                               .values(created_at=day_ago + timedelta(minutes=2)))
@@ -67,7 +70,7 @@ async def test_the_report_counts_what_was_stored(database_url: str) -> None:
     assert report.thumbs_up_ratio == 1 / 3
     assert (report.offers, report.offers_answered, report.offer_response_rate) == (2, 1, 0.5)
     assert report.average_messages == 3 and report.average_turns == 1.5
-    assert 55 <= report.average_duration_s <= 65  # (120 s + ~0 s) / 2
+    assert report.average_duration_s == 60  # (120 s + 0 s) / 2
     assert [c.comment for c in report.latest_comments] == ["too short", '=HYPERLINK("x") nice']
     text = report.to_text()
     assert "onboarding/greet" in text and "1/2 answered (50%)" in text
