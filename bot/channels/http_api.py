@@ -9,12 +9,13 @@ from typing import Any
 from aiohttp import web
 
 from bot.core.errors import InputError, NotFound
-from bot.core.messages import Incoming, Reply
+from bot.core.messages import MAX_CLIENT_MESSAGE_ID_CHARS, Incoming, Reply
 from bot.core.text import clean_user_text
 from bot.channels.ratelimit import require_turn_budget
 from bot.channels.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
+
 CHANNEL = "api"
 # Seconds a client waits before sending again a turn refused for overload (status "busy").
 BUSY_RETRY_S = 5
@@ -25,7 +26,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
         "conversation_id": reply.conversation_id, "message_id": reply.message_id,
         "user_message_id": reply.user_message_id, "text": reply.text, "skill": reply.skill,
         "intent": reply.intent, "confidence": reply.confidence, "suggestions": list(reply.suggestions),
-        "status": reply.status, "data": reply.data,
+        "status": reply.status, "data": reply.data, "duplicate": reply.duplicate,
     }
 
 
@@ -100,23 +101,33 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def post_message(request: web.Request) -> web.StreamResponse:
-    user_id, conversation_id = await owned_conversation(request)
+    # The conversation's owner is checked inside the turn's first transaction, not before it.
+    user_id = await authenticated_user(request)
+    conversation_id = request.match_info["conversation_id"]
     services: Services = request.app[SERVICES]
     body = await read_json(request)
     try:
         text = clean_user_text(body.get("text"), services.settings.dispatcher.max_text_chars)
     except InputError as exc:
         raise web.HTTPBadRequest(reason=str(exc)) from None
+    client_id = body.get("client_id", request.headers.get("Idempotency-Key"))
+    if client_id is not None and (not isinstance(client_id, str) or not 1 <= len(client_id) <= MAX_CLIENT_MESSAGE_ID_CHARS
+                                  or not client_id.isprintable()):
+        raise web.HTTPBadRequest(reason=f"`client_id` must be a string of 1–{MAX_CLIENT_MESSAGE_ID_CHARS} characters")
     require_turn_budget(request, user_id)
     incoming = Incoming(CHANNEL, str(user_id), text, conversation_id=conversation_id,
-                        language=_language(body))
+                        language=_language(body), owner_id=user_id, client_message_id=client_id)
     stream = services.handle_turn(incoming)
     if "text/event-stream" not in request.headers.get("Accept", "") and request.query.get("stream") != "1":
         reply = await stream.reply()
         if reply.status == "busy":  # refused for overload, nothing stored: the client sends it again
             return web.json_response({"error": {"code": "busy", "message": reply.text}}, status=503,
                                      headers={"Retry-After": str(BUSY_RETRY_S)})
+        if reply.data.get("error") == "not_found":
+            raise web.HTTPNotFound(reason="no such conversation")
         return web.json_response(reply_json(reply))
+    if await stream.user_message_id() is None and (await stream.reply()).data.get("error") == "not_found":
+        raise web.HTTPNotFound(reason="no such conversation")
     return await _stream_sse(request, stream)
 
 

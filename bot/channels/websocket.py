@@ -35,13 +35,13 @@ from bot.channels.origins import origin_allowed
 from bot.channels.ratelimit import LIMITS, WebLimits, client_ip, retry_after_s, slow_down_message
 from bot.channels.services import SERVICES, Services
 from bot.core.errors import InputError, NotFound, StorageError
-from bot.core.messages import Incoming, Reply, ReplyStream
+from bot.core.messages import MAX_CLIENT_MESSAGE_ID_CHARS, Incoming, Reply, ReplyStream
 from bot.core.text import clean_comment, clean_user_text
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "web"
-MAX_CLIENT_ID_CHARS = 64
+MAX_CLIENT_ID_CHARS = MAX_CLIENT_MESSAGE_ID_CHARS
 # Ledger entries kept for de-duplication; a resend comes within seconds or minutes of the original.
 LEDGER_SIZE = 20_000
 
@@ -56,30 +56,31 @@ class _Sent:
 
 
 class ClientLedger:
-    """Client message ids already accepted, per user, so a resend after a reconnect is answered
-    from the first turn instead of being stored again. Bounded, oldest forgotten first."""
+    """Turns this process runs for client message ids, per conversation, so a socket that reconnects
+    mid-answer follows the running turn (its stream) instead of waiting for the stored reply.
+    Duplicates themselves are caught in SQL (the client id is the message's idempotency key), so
+    this is only a fast path: bounded, oldest forgotten first."""
 
     def __init__(self, size: int = LEDGER_SIZE) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple[int, str], _Sent] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], _Sent] = OrderedDict()
 
-    def get(self, user_id: int, client_id: str) -> _Sent | None:
-        return self._entries.get((user_id, client_id))
+    def get(self, conversation_id: str, client_id: str) -> _Sent | None:
+        return self._entries.get((conversation_id, client_id))
 
-    def add(self, user_id: int, client_id: str, sent: _Sent) -> None:
-        self._entries[(user_id, client_id)] = sent
+    def add(self, conversation_id: str, client_id: str, sent: _Sent) -> None:
+        self._entries[(conversation_id, client_id)] = sent
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
-    def forget(self, user_id: int, client_id: str, sent: _Sent) -> None:
+    def forget(self, conversation_id: str, client_id: str, sent: _Sent) -> None:
         """Drop the entry of a message that was never stored, so the client's resend is taken afresh."""
-        if self._entries.get((user_id, client_id)) is sent:
-            del self._entries[(user_id, client_id)]
+        if self._entries.get((conversation_id, client_id)) is sent:
+            del self._entries[(conversation_id, client_id)]
 
-    def running(self, user_id: int, conversation_id: str) -> list[tuple[str, _Sent]]:
-        return [(cid, s) for (uid, cid), s in self._entries.items()
-                if uid == user_id and s.conversation_id == conversation_id and s.reply is None
-                and not getattr(s.stream, "done", False)]
+    def running(self, conversation_id: str) -> list[tuple[str, _Sent]]:
+        return [(cid, s) for (conv, cid), s in self._entries.items()
+                if conv == conversation_id and s.reply is None and not getattr(s.stream, "done", False)]
 
 
 LEDGER: web.AppKey[ClientLedger] = web.AppKey("ws_ledger", ClientLedger)
@@ -189,7 +190,7 @@ class WidgetSession:
         self.conversation_id = conversation_id
         await self.welcome(token=new_token or token, resumed=new_token is None)
         # Turns of this conversation still running (the socket broke mid-answer): their replies follow.
-        for client_id, sent in self.ledger.running(user_id, conversation_id):
+        for client_id, sent in self.ledger.running(conversation_id):
             self.spawn(self._finish_later(client_id, sent))
 
     async def welcome(self, *, token: str | None, resumed: bool) -> None:
@@ -203,7 +204,7 @@ class WidgetSession:
                 thumbs[record.message_id] = "up" if record.value == 1 else "down"
             elif record.kind == "rating":
                 rating = {"rating": record.value, "comment": record.comment}
-        running = [cid for cid, _ in self.ledger.running(self.user_id or 0, self.conversation_id)]
+        running = [cid for cid, _ in self.ledger.running(self.conversation_id)]
         await self.send({
             "type": "welcome", "token": token, "conversation_id": self.conversation_id, "resumed": resumed,
             "messages": [
@@ -220,7 +221,7 @@ class WidgetSession:
             await self.error("bad_request", f"`client_id` must be a string of 1–{MAX_CLIENT_ID_CHARS} characters")
             return
         assert self.user_id is not None and self.conversation_id is not None
-        known = self.ledger.get(self.user_id, client_id)
+        known = self.ledger.get(self.conversation_id, client_id)
         if known is not None:
             # A resend: acknowledge again and answer from the first turn; nothing is stored twice.
             if known.reply is not None:
@@ -234,11 +235,14 @@ class WidgetSession:
         except InputError as exc:
             await self.send({"type": "rejected", "client_id": client_id, "message": str(exc)})
             return
+        # The client id is also the message's idempotency key in SQL: a resend this ledger does not
+        # know (after a restart, or to another worker) is answered from storage by the dispatcher.
         stream = self.services.handle_turn(Incoming(
             CHANNEL, str(self.user_id), text, conversation_id=self.conversation_id, language=self.language,
+            owner_id=self.user_id, client_message_id=client_id,
         ))
         sent = _Sent(stream, self.conversation_id)
-        self.ledger.add(self.user_id, client_id, sent)
+        self.ledger.add(self.conversation_id, client_id, sent)
         self.spawn(self._answer(client_id, sent, self._forward, duplicate=False))
 
     async def _answer(self, client_id: str, sent: _Sent, forward, *, duplicate: bool) -> None:
@@ -246,17 +250,16 @@ class WidgetSession:
         reply. A message that was not taken gets an error instead, `unavailable` (the database
         failed) or `busy` (overload): it stays in the widget's outbox, is sent again, and is
         taken afresh."""
-        user_id = self.user_id
         if await sent.stream.user_message_id() is None:
             reply = await sent.stream.reply()
             if reply.status != "rejected":  # not refused, yet not stored: the database failed, or busy
-                if user_id is not None:
-                    self.ledger.forget(user_id, client_id, sent)
+                self.ledger.forget(sent.conversation_id, client_id, sent)
                 if reply.status == "busy":  # overloaded: nothing taken, send it again shortly
                     await self.error("busy", reply.text, client_id=client_id, retry_after=BUSY_RETRY_S)
                 else:
                     await self.error("unavailable", reply.text, client_id=client_id)
                 return
+        duplicate = duplicate or getattr(sent.stream, "duplicate", False)
         await self.send({"type": "ack", "client_id": client_id, "duplicate": duplicate})
         await forward(client_id, sent)
 

@@ -8,6 +8,8 @@ from typing import Any, Literal
 Author = Literal["user", "bot"]
 # busy: refused for overload before anything was stored (send it again later).
 ReplyStatus = Literal["complete", "incomplete", "fallback", "rejected", "busy"]
+# The longest client message id (messages.client_id): the widget's, the API's, a Telegram update's.
+MAX_CLIENT_MESSAGE_ID_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,11 @@ class Incoming:
 
     `conversation_id` names a known conversation (the HTTP API and the widget know it);
     when it is None the dispatcher continues the user's current conversation on that
-    channel, or opens one (terminal, Telegram).
+    channel, or opens one (terminal, Telegram). A named conversation must belong to
+    `owner_id` (the stored user id, for channels that authenticated the user themselves)
+    or else to the channel's user `user_id`. `client_message_id` is the client's own id of
+    the message (widget, API, Telegram update): a message sent again with the same id is
+    answered from storage, never run twice.
     """
 
     channel: str
@@ -26,6 +32,8 @@ class Incoming:
     user_name: str | None = None
     language: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    owner_id: int | None = None
+    client_message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,8 @@ class Reply:
     status: ReplyStatus = "complete"
     data: dict[str, Any] = field(default_factory=dict)
     latency_ms: int | None = None
+    # The answer of an earlier copy of this message (same client_message_id), from storage.
+    duplicate: bool = False
 
 
 class ReplyStream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -19,7 +20,7 @@ from bot.core.text import clean_user_text
 from bot.dispatch.registry import SkillRegistry
 from bot.dispatch.stream import TurnStream
 from bot.settings import DispatcherConfig
-from bot.storage.conversations import ConversationRepo, NewMessage
+from bot.storage.conversations import ConversationRepo, NewMessage, OpenedTurn, StoredReply
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ NOT_SAVED = {
 BUSY = {
     "en": "I'm getting a lot of messages right now, so I didn't take that one. Please send it again in a few seconds.",
     "ru": "Мне сейчас пишут очень много, так что это сообщение я не принял. Отправьте его ещё раз через несколько секунд.",
+}
+GONE = {
+    "en": "That conversation does not exist.",
+    "ru": "Такого разговора нет.",
 }
 CANNOT_SAVE = {
     "en": "Sorry, I can't save anything right now, so I couldn't finish that. Please try again in a moment.",
@@ -95,6 +100,10 @@ class Dispatcher:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
         self._running: set[asyncio.Task] = set()
+        self._per_user: dict[tuple[str, str], int] = {}
+        # Set when a turn of the conversation ends in this process, so the next one goes at once.
+        self._turn_ended: dict[str, asyncio.Event] = {}
+        self._lease_s = self.config.turn_lease_s
         # Turns refused for overload since the last warning (one warning a second at most, so
         # an overload does not also flood the log).
         self._refused = 0
@@ -104,8 +113,8 @@ class Dispatcher:
         """Start a turn and return its stream at once; the turn runs (and is stored) even if
         the caller stops listening."""
         stream = TurnStream()
-        limit = self.config.max_turns_in_flight
-        if limit and len(self._running) >= limit:
+        user_key = (incoming.channel, str(incoming.owner_id) if incoming.owner_id is not None else incoming.user_id)
+        if not self._admit(user_key):
             # Overload: refuse at once, before anything is stored or acknowledged, rather than
             # accept turns that would wait out the database pool's timeout and fail later.
             self._refused += 1
@@ -117,11 +126,28 @@ class Dispatcher:
             language = incoming.language if incoming.language in BUSY else "en"
             stream.finish(Reply(incoming.conversation_id or "", BUSY[language], "dispatcher", status="busy"))
             return stream
+        self._per_user[user_key] = self._per_user.get(user_key, 0) + 1
         task = asyncio.create_task(self._run(incoming, stream))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda _: self._user_done(user_key))
         task.add_done_callback(_log_task_death)
         return stream
+
+    def _admit(self, user_key: tuple[str, str]) -> bool:
+        """Fair admission: a user past their own share is refused while others still get in, so
+        one greedy client cannot fill the global limit for everyone."""
+        limit, per_user = self.config.max_turns_in_flight, self.config.max_turns_in_flight_per_user
+        if per_user and self._per_user.get(user_key, 0) >= per_user:
+            return False
+        return not limit or len(self._running) < limit
+
+    def _user_done(self, user_key: tuple[str, str]) -> None:
+        left = self._per_user.get(user_key, 1) - 1
+        if left > 0:
+            self._per_user[user_key] = left
+        else:
+            self._per_user.pop(user_key, None)
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Let the turns in flight finish (and be stored) before shut-down; cancel stragglers."""
@@ -135,16 +161,44 @@ class Dispatcher:
     # --- the turn ------------------------------------------------------------
 
     async def _run(self, incoming: Incoming, stream: TurnStream) -> None:
+        try:
+            stream.finish(await self._turn(incoming, stream))
+        except BaseException as exc:  # the stream must always end, or a channel would wait forever
+            stream.fail(exc)
+            raise
+
+    async def _open(self, incoming: Incoming, text: str) -> OpenedTurn:
+        """The turn's first transaction, under an in-process lock on how the conversation was
+        addressed, so this process's turns take their tickets in the order they arrived."""
         key = ("id", incoming.conversation_id) if incoming.conversation_id else (incoming.channel, incoming.user_id)
         lock = self._lock_for(key)
         try:
             async with lock:
-                stream.finish(await self._turn(incoming, stream))
-        except BaseException as exc:  # the stream must always end, or a channel would wait forever
-            stream.fail(exc)
-            raise
+                return await self.repo.open_turn(
+                    channel=incoming.channel, external_id=incoming.user_id, display_name=incoming.user_name,
+                    conversation_id=incoming.conversation_id, owner_id=incoming.owner_id, text=text,
+                    client_id=incoming.client_message_id, history_turns=self.config.history_turns,
+                    lease_s=self._lease_s,
+                )
         finally:
             self._release_lock(key)
+
+    async def _wait_turn(self, conversation_id: str, message_id: int) -> None:
+        """Wait until the earlier turns of the conversation are answered: at once when one of this
+        process ends, by polling (with backoff) for those of other processes. A dead process's turn
+        stops counting once its lease is over."""
+        delay = 0.02
+        while await self.repo.is_behind(conversation_id, message_id):
+            ended = self._turn_ended.setdefault(conversation_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(ended.wait(), delay)
+            except TimeoutError:
+                delay = min(0.5, delay * 1.5)
+
+    def _announce_end(self, conversation_id: str) -> None:
+        ended = self._turn_ended.pop(conversation_id, None)
+        if ended is not None:
+            ended.set()
 
     async def _turn(self, incoming: Incoming, stream: TurnStream) -> Reply:
         started = time.perf_counter()
@@ -157,39 +211,75 @@ class Dispatcher:
             # Refused input is answered before anything is looked up or stored: nothing
             # stored changes, not even a first-time user's row.
             return Reply(conversation_id, str(exc), "dispatcher", status="rejected")
+        opened: OpenedTurn | None = None
         try:
-            if conversation_id:
-                user_id = await self.repo.owner_of(conversation_id)
-                if user_id is None:
-                    raise NotFound(conversation_id)
-            else:
-                user_id = await self.repo.user_for(incoming.channel, incoming.user_id, incoming.user_name)
-                conversation_id = await self.repo.current_conversation(user_id, incoming.channel)
-            stream.conversation_id = conversation_id
-            state = await self.repo.load_state(conversation_id)
-            language = state.language or language
-            user_message_id = await self.repo.add_user_message(conversation_id, NewMessage("user", text))
-            stream.stored(user_message_id)
+            opened = await self._open(incoming, text)
+            conversation_id = stream.conversation_id = opened.conversation_id
+            stream.duplicate = opened.duplicate
+            stream.stored(opened.user_message_id)
+            if opened.duplicate:
+                replayed = opened.replayed
+                if replayed is None:  # the first copy is still being answered: its answer is this one's
+                    await self._wait_turn(conversation_id, opened.user_message_id + 1)
+                    replayed = await self.repo.stored_reply(opened.user_message_id)
+                if replayed is not None:
+                    return _replay(conversation_id, opened.user_message_id, replayed)
+                # The first copy's turn died with its process: answer it now, on its stored message.
+                opened.behind = True
+            if opened.behind:
+                await self._wait_turn(conversation_id, opened.user_message_id)
+                opened.state, opened.history = await self.repo.reload(
+                    conversation_id, opened.user_message_id, self.config.history_turns)
         except StorageError:
             log.exception("turn not stored conversation=%s channel=%s", conversation_id, incoming.channel)
-            return Reply(conversation_id, NOT_SAVED.get(language, NOT_SAVED["en"]), "dispatcher", status="fallback")
+            if opened is None:
+                return Reply(conversation_id, NOT_SAVED.get(language, NOT_SAVED["en"]), "dispatcher",
+                             status="fallback")
+            return Reply(conversation_id, CANNOT_SAVE.get(language, CANNOT_SAVE["en"]), "dispatcher",
+                         user_message_id=opened.user_message_id, status="fallback")
         except NotFound:
-            return Reply(conversation_id, "That conversation does not exist.", "dispatcher", status="rejected")
+            return Reply(conversation_id, GONE.get(language, GONE["en"]), "dispatcher", status="rejected",
+                         data={"error": "not_found"})
+        renewing = asyncio.create_task(self._renew_ticket(opened.user_message_id))
+        try:
+            return await self._answer(incoming, stream, opened, text, started)
+        finally:
+            renewing.cancel()
+            if not opened.closed:
+                # The turn ended without storing its reply (cancelled at shut-down, the database
+                # failed): free the conversation's later turns now rather than when the lease lapses.
+                with contextlib.suppress(StorageError, NotFound):
+                    await self.repo.close_ticket(opened.user_message_id)
+            self._announce_end(conversation_id)
 
+    async def _renew_ticket(self, message_id: int) -> None:
+        """Keep a long turn's ticket (a story passage) alive while it runs."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                await self.repo.renew_ticket(message_id, self._lease_s)
+            except StorageError:
+                log.warning("turn ticket not renewed message=%s", message_id)
+
+    async def _answer(self, incoming: Incoming, stream: TurnStream, opened: OpenedTurn, text: str,
+                      started: float) -> Reply:
+        conversation_id, state = opened.conversation_id, opened.state
+        user_message_id = opened.user_message_id
+        skill_name = "dispatcher"
+        language = state.language or incoming.language or self.config.default_language
         annotations = await self._annotate(text, conversation_id)
         language = _pick_language(incoming, state, annotations, self.config.default_language)
         state.language = language
         state.turn_count += 1
         turn = Turn(
-            conversation_id=conversation_id, user_id=user_id, channel=incoming.channel, text=text,
+            conversation_id=conversation_id, user_id=opened.user_id, channel=incoming.channel, text=text,
             language=language, annotations=annotations, slots=state.slots, metadata=incoming.metadata,
         )
         status = "complete"
         pieces: list[str] = []
         route = _Route()
         try:
-            # The message just stored is the turn itself, not history.
-            turn.history = (await self.repo.history(conversation_id, self.config.history_turns + 1))[:-1]
+            turn.history = opened.history
             route = self._route(state, turn)
             skill_name = route.skill.name if route.skill else "graph"
             for part in route.prefix:
@@ -216,10 +306,16 @@ class Dispatcher:
             status=status, latency_ms=latency_ms,
         )
         try:
-            message_id = await self.repo.finish_turn(conversation_id, message, state)
+            message_id = await self.repo.finish_turn(conversation_id, message, state, reply_to=user_message_id)
+            opened.closed = True
         except StorageError:
             log.exception("reply not stored conversation=%s skill=%s", conversation_id, skill_name)
             message_id = None
+        except NotFound:
+            # The user deleted their data while the answer was being made: nothing is left to add it to.
+            log.info("reply dropped, conversation gone conversation=%s", conversation_id)
+            return Reply(conversation_id, GONE.get(language, GONE["en"]), skill_name, status="rejected",
+                         data={"error": "not_found"})
         log.info("turn conversation=%s skill=%s intent=%s status=%s latency_ms=%d",
                  conversation_id, skill_name, message.intent, status, latency_ms)
         suggestions = tuple(turn.suggestions) or (route.step.suggestions if route.step else ())
@@ -350,6 +446,14 @@ async def _collect(result: Any, pieces: list[str], stream: TurnStream) -> None:
                 await result.aclose()
         return
     raise TypeError(f"a skill's respond() must give str or an async iterator of str, not {type(result).__name__}")
+
+
+def _replay(conversation_id: str, user_message_id: int, stored: StoredReply) -> Reply:
+    """The stored answer to a message sent again (same client message id): nothing runs twice."""
+    return Reply(conversation_id, stored.text, stored.skill or "dispatcher", message_id=stored.message_id,
+                 user_message_id=user_message_id, intent=stored.intent, confidence=stored.confidence,
+                 status=stored.status if stored.status in ("complete", "incomplete", "fallback") else "complete",
+                 duplicate=True)
 
 
 def _pick_language(incoming: Incoming, state: DialogState, annotations: Annotations, default: str) -> str:

@@ -23,6 +23,8 @@ class TurnStream(ReplyStream):
         self._cancel_hook: Callable[[], None] | None = None
         self.cancel_requested = False
         self.conversation_id: str | None = None
+        # The message was stored before under the same client message id: the reply is its answer.
+        self.duplicate = False
 
     # --- producer side (the dispatcher) -----------------------------------
 

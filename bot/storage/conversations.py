@@ -6,9 +6,10 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 
 from bot.core.errors import NotFound
 from bot.core.skill import HistoryItem
@@ -56,32 +57,74 @@ class StoredMessage:
     created_at: Any
 
 
+@dataclass(frozen=True)
+class StoredReply:
+    """The bot's stored answer to a user message (what a resent client message gets again)."""
+
+    message_id: int
+    text: str
+    skill: str | None
+    intent: str | None
+    confidence: float | None
+    status: str
+
+
+@dataclass
+class OpenedTurn:
+    """What the first transaction of a turn found and stored.
+
+    `behind`: an earlier turn of this conversation is still running (in this process or another):
+    wait for it (`is_behind`), then `reload` the state it left. `duplicate`: the client's message id
+    was stored before, as `user_message_id`; `replayed` is its stored answer, if it has one yet.
+    """
+
+    user_id: int
+    conversation_id: str
+    user_message_id: int
+    state: DialogState
+    history: list[HistoryItem]
+    behind: bool = False
+    duplicate: bool = False
+    replayed: StoredReply | None = None
+    # Set once the reply is stored, which closes the ticket.
+    closed: bool = False
+
+
 class ConversationRepo:
     """Everything about conversations that must outlive the process."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    def _insert(self, table):
+        """INSERT with ON CONFLICT for this database (SQLite and PostgreSQL both have it)."""
+        if self.db.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        return insert(table)
+
     # --- users -------------------------------------------------------------
 
     async def user_for(self, channel: str, external_id: str, display_name: str | None = None) -> int:
         """The id of the user known to `channel` as `external_id`, created on first sight."""
+        async with self.db.transaction() as session:
+            return await self._upsert_user(session, channel, external_id, display_name)
+
+    async def _upsert_user(self, session, channel: str, external_id: str, display_name: str | None) -> int:
+        # One statement, so two first messages at once (two processes) find one user, not an error.
         if display_name:
             # Names come from the channel (a Telegram first name): as hostile as any message.
             display_name = clean_text(display_name).strip()[:DISPLAY_NAME_CHARS] or None
-        async with self.db.transaction() as session:
-            user = await session.scalar(
-                select(User).where(User.channel == channel, User.external_id == external_id)
-            )
-            if user is None:
-                user = User(channel=channel, external_id=external_id, display_name=display_name)
-                session.add(user)
-                await session.flush()
-            else:
-                user.last_seen_at = utcnow()
-                if display_name and user.display_name != display_name:
-                    user.display_name = display_name
-            return user.id
+        now = utcnow()
+        statement = self._insert(User).values(channel=channel, external_id=external_id, display_name=display_name,
+                                               created_at=now, last_seen_at=now)
+        statement = statement.on_conflict_do_update(
+            index_elements=["channel", "external_id"],
+            set_={"last_seen_at": now,
+                  "display_name": func.coalesce(statement.excluded.display_name, User.display_name)},
+        ).returning(User.id)
+        return (await session.execute(statement)).scalar_one()
 
     async def create_token_user(self, channel: str) -> tuple[int, str]:
         """A new anonymous user (web widget, HTTP API) and its session token, shown once."""
@@ -133,15 +176,33 @@ class ConversationRepo:
             return conversation.id
 
     async def current_conversation(self, user_id: int, channel: str) -> str:
-        """The user's newest conversation on `channel` that has not ended, or a new one."""
+        """The user's conversation on `channel` that has not ended, or a new one."""
         async with self.db.transaction() as session:
+            return await self._current_or_new(session, user_id, channel)
+
+    async def _current_or_new(self, session, user_id: int, channel: str) -> str:
+        # The database keeps one open conversation per user and channel (uq_conversations_open), so
+        # two processes opening one at once end up with the same, not with two.
+        for _ in range(2):
             current = await session.scalar(
                 select(Conversation.id)
                 .where(Conversation.user_id == user_id, Conversation.channel == channel, Conversation.ended_at.is_(None))
-                .order_by(Conversation.started_at.desc())
-                .limit(1)
             )
-        return current or await self.open_conversation(user_id, channel)
+            if current is not None:
+                return current
+            now = utcnow()
+            new_id = uuid.uuid4().hex
+            inserted = await session.execute(
+                self._insert(Conversation)
+                .values(id=new_id, user_id=user_id, channel=channel, started_at=now, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["user_id", "channel"],
+                                        index_where=Conversation.ended_at.is_(None))
+            )
+            if inserted.rowcount == 1:
+                session.add(DialogStateRow(conversation_id=new_id, slots={}, skill_state={}))
+                await session.flush()
+                return new_id
+        raise NotFound("no open conversation could be made")  # pragma: no cover - the row vanished twice
 
     async def owner_of(self, conversation_id: str) -> int | None:
         if not is_conversation_id(conversation_id):
@@ -173,27 +234,140 @@ class ConversationRepo:
                 for r in rows
             ]
 
+    # --- a turn's two transactions -------------------------------------------
+
+    async def open_turn(self, *, channel: str, external_id: str, display_name: str | None = None,
+                        conversation_id: str | None = None, owner_id: int | None = None, text: str,
+                        client_id: str | None = None, history_turns: int = 0, lease_s: float = 60.0) -> OpenedTurn:
+        """A turn's first transaction: resolve (or open) the conversation, check who owns it, store
+        the user message as the conversation's next ticket, and read the state and history.
+
+        A conversation named by id must belong to `owner_id` (a channel that authenticated the user
+        already) or else to the channel's user `external_id`; NotFound otherwise. A `client_id` seen
+        before in the conversation stores nothing and comes back as a duplicate."""
+        async with self.db.transaction() as session:
+            if conversation_id is not None:
+                user_id = await self._owner(session, conversation_id, channel, external_id, owner_id)
+            else:
+                user_id = await self._upsert_user(session, channel, external_id, display_name)
+                conversation_id = await self._current_or_new(session, user_id, channel)
+            if client_id is not None:
+                known = await session.scalar(
+                    select(Message.id).where(Message.conversation_id == conversation_id,
+                                             Message.client_id == client_id, Message.author == "user"))
+                if known is not None:
+                    replayed = await self._reply_to(session, known)
+                    return OpenedTurn(user_id, conversation_id, known, DialogState(), [], duplicate=True,
+                                      replayed=replayed)
+            row = await session.get(DialogStateRow, conversation_id, with_for_update=not self.db.is_sqlite)
+            if row is None:
+                raise NotFound("no such conversation")
+            now = utcnow()
+            message = Message(conversation_id=conversation_id, parent_id=row.last_message_id, author="user",
+                              text=text, status="complete", client_id=client_id,
+                              pending_until=now + timedelta(seconds=lease_s))
+            session.add(message)
+            await session.flush()
+            row.last_message_id = message.id
+            await session.execute(update(Conversation).where(Conversation.id == conversation_id).values(updated_at=now))
+            behind = await self._behind(session, conversation_id, message.id)
+            state = _state_of(row)
+            history = [] if behind else await self._history_before(session, conversation_id, message.id,
+                                                                   history_turns)
+            return OpenedTurn(user_id, conversation_id, message.id, state, history, behind=behind)
+
+    async def is_behind(self, conversation_id: str, message_id: int) -> bool:
+        """Whether an earlier turn of the conversation is still running (not answered, lease not over)."""
+        async with self.db.transaction() as session:
+            return await self._behind(session, conversation_id, message_id)
+
+    async def reload(self, conversation_id: str, message_id: int, history_turns: int
+                     ) -> tuple[DialogState, list[HistoryItem]]:
+        """The state and history an earlier turn left, once the turn waiting on it may go."""
+        async with self.db.transaction() as session:
+            row = await session.get(DialogStateRow, conversation_id)
+            if row is None:
+                raise NotFound("no such conversation")
+            return _state_of(row), await self._history_before(session, conversation_id, message_id, history_turns)
+
+    async def renew_ticket(self, message_id: int, lease_s: float) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(update(Message).where(Message.id == message_id, Message.pending_until.is_not(None))
+                                  .values(pending_until=utcnow() + timedelta(seconds=lease_s)))
+
+    async def close_ticket(self, message_id: int) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(update(Message).where(Message.id == message_id).values(pending_until=None))
+
+    async def stored_reply(self, message_id: int) -> StoredReply | None:
+        async with self.db.transaction() as session:
+            return await self._reply_to(session, message_id)
+
+    async def _owner(self, session, conversation_id: str, channel: str, external_id: str,
+                     owner_id: int | None) -> int:
+        if not is_conversation_id(conversation_id):
+            raise NotFound("no such conversation")
+        row = (await session.execute(
+            select(Conversation.user_id, User.channel, User.external_id)
+            .join(User, User.id == Conversation.user_id).where(Conversation.id == conversation_id)
+        )).first()
+        if row is None:
+            raise NotFound("no such conversation")
+        mine = row.user_id == owner_id if owner_id is not None else (row.channel, row.external_id) == (channel,
+                                                                                                       external_id)
+        if not mine:
+            raise NotFound("no such conversation")  # someone else's looks like none
+        return row.user_id
+
+    @staticmethod
+    async def _behind(session, conversation_id: str, message_id: int) -> bool:
+        earlier = (select(Message.id)
+                   .where(Message.conversation_id == conversation_id, Message.id < message_id,
+                          Message.pending_until.is_not(None), Message.pending_until > utcnow()))
+        return bool(await session.scalar(select(exists(earlier))))
+
+    @staticmethod
+    async def _history_before(session, conversation_id: str, message_id: int, limit: int) -> list[HistoryItem]:
+        if limit <= 0:
+            return []
+        # Earlier turns' messages; a bot reply stored after this message (its turn waited on the
+        # earlier one) counts, user messages of later turns do not.
+        rows = await session.execute(
+            select(Message.author, Message.text, Message.skill)
+            .where(Message.conversation_id == conversation_id, Message.id != message_id,
+                   or_(Message.author == "bot", Message.id < message_id))
+            .order_by(Message.id.desc()).limit(limit)
+        )
+        return [HistoryItem(r.author, r.text, r.skill) for r in reversed(rows.all())]
+
+    @staticmethod
+    async def _reply_to(session, message_id: int) -> StoredReply | None:
+        row = (await session.execute(
+            select(Message.id, Message.text, Message.skill, Message.intent, Message.confidence, Message.status)
+            .where(Message.parent_id == message_id, Message.author == "bot").order_by(Message.id).limit(1)
+        )).first()
+        return StoredReply(row.id, row.text, row.skill, row.intent, row.confidence, row.status) if row else None
+
     # --- messages and state ------------------------------------------------
 
     async def load_state(self, conversation_id: str) -> DialogState:
         async with self.db.transaction() as session:
             row = await session.get(DialogStateRow, conversation_id)
-            if row is None:
-                return DialogState()
-            return DialogState(
-                flow=row.flow, node=row.node, slots=dict(row.slots or {}), active_skill=row.active_skill,
-                skill_state=dict(row.skill_state or {}), language=row.language, turn_count=row.turn_count,
-            )
+            return DialogState() if row is None else _state_of(row)
 
     async def add_user_message(self, conversation_id: str, message: NewMessage) -> int:
         """Store the user's message at once, so it is kept whatever happens to the turn."""
         async with self.db.transaction() as session:
             return await self._append(session, conversation_id, message)
 
-    async def finish_turn(self, conversation_id: str, message: NewMessage, state: DialogState) -> int:
-        """Store the bot's reply and the new dialog state in one transaction."""
+    async def finish_turn(self, conversation_id: str, message: NewMessage, state: DialogState,
+                          reply_to: int | None = None) -> int:
+        """A turn's second transaction: store the bot's reply (to the user message `reply_to`, whose
+        ticket it closes) and the new dialog state."""
         async with self.db.transaction() as session:
-            message_id = await self._append(session, conversation_id, message)
+            message_id = await self._append(session, conversation_id, message, parent_id=reply_to)
+            if reply_to is not None:
+                await session.execute(update(Message).where(Message.id == reply_to).values(pending_until=None))
             await session.execute(
                 update(DialogStateRow)
                 .where(DialogStateRow.conversation_id == conversation_id)
@@ -205,12 +379,12 @@ class ConversationRepo:
             )
             return message_id
 
-    async def _append(self, session, conversation_id: str, message: NewMessage) -> int:
+    async def _append(self, session, conversation_id: str, message: NewMessage, parent_id: int | None = None) -> int:
         state = await session.get(DialogStateRow, conversation_id, with_for_update=not self.db.is_sqlite)
         if state is None:
             raise NotFound("no such conversation")
         row = Message(
-            conversation_id=conversation_id, parent_id=state.last_message_id, author=message.author,
+            conversation_id=conversation_id, parent_id=parent_id or state.last_message_id, author=message.author,
             text=message.text, skill=message.skill, intent=message.intent, confidence=message.confidence,
             annotations=message.annotations, flow=message.flow, node=message.node, status=message.status,
             latency_ms=message.latency_ms,
@@ -252,3 +426,10 @@ class ConversationRepo:
             return await session.scalar(
                 select(func.count()).select_from(Message).where(Message.conversation_id == conversation_id)
             ) or 0
+
+
+def _state_of(row: DialogStateRow) -> DialogState:
+    return DialogState(
+        flow=row.flow, node=row.node, slots=dict(row.slots or {}), active_skill=row.active_skill,
+        skill_state=dict(row.skill_state or {}), language=row.language, turn_count=row.turn_count,
+    )

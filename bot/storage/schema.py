@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -77,7 +78,12 @@ class Conversation(Base):
     """A conversation of one user on one channel; the newest one not ended is the current one."""
 
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_user_started", "user_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_conversations_user_started", "user_id", "started_at"),
+        # One open conversation per user and channel, whichever process opens it.
+        Index("uq_conversations_open", "user_id", "channel", unique=True,
+              sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -94,6 +100,8 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        # A client's message id is an idempotency key within its conversation.
+        Index("uq_messages_conversation_client", "conversation_id", "client_id", unique=True),
         CheckConstraint("author IN ('user', 'bot')", name="author"),
     )
 
@@ -112,6 +120,11 @@ class Message(Base):
     # complete | incomplete (cut short: timeout, stop, model error) | fallback | rejected
     status: Mapped[str] = mapped_column(String(16), default="complete")
     latency_ms: Mapped[int | None] = mapped_column(Integer)
+    # The id the client gave its message (widget, API, Telegram update); None for the bot's.
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    # A user message whose turn is running: later turns of the conversation wait until it is
+    # answered (cleared) or this time has passed (the process running it died).
+    pending_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -305,3 +305,13 @@ async def test_past_the_turns_in_flight_limit_a_turn_is_refused_at_once_and_stor
     reply = await say(dispatcher, "cid", "echo: three").reply()
     assert reply.status == "complete"
     assert [m.text for m in await dispatcher.repo.messages(reply.conversation_id)] == ["echo: three", reply.text]
+
+
+async def test_one_greedy_user_is_refused_past_their_share_while_others_are_served(dispatcher) -> None:
+    dispatcher.config = dispatcher.config.model_copy(update={"max_turns_in_flight": 10,
+                                                             "max_turns_in_flight_per_user": 2})
+    greedy = [say(dispatcher, "ann", f"slow: {i}") for i in range(5)]
+    other = say(dispatcher, "bob", "echo: hello")
+    statuses = [(await s.reply()).status for s in greedy]
+    assert statuses == ["complete", "complete", "busy", "busy", "busy"]
+    assert (await other.reply()).status == "complete"
