@@ -64,6 +64,12 @@ class DispatcherConfig(BaseModel):
     # (BENCHMARKS.md, Load): ~150 conversations held; past ~10x that, accepted turns waited out
     # the database pool's 30 s timeout instead.
     max_turns_in_flight: int = Field(256, ge=0)
+    # Turns of one user running or waiting at once: more are refused "busy" for that user alone,
+    # so one greedy client cannot fill the limit above for everyone (0 = no per-user limit).
+    max_turns_in_flight_per_user: int = Field(4, ge=0)
+    # Seconds a running turn's ticket holds its conversation's later turns; renewed while the turn
+    # runs, so the turn of a process that died stops holding them this long after it died.
+    turn_lease_s: float = Field(15.0, ge=1)
 
 
 class Settings(BaseSettings):
