@@ -179,7 +179,7 @@ class SupervisedModel:
             _kill(worker)
             await process.wait()
             raise self._start_failed(f"it did not finish loading within {self.config.load_timeout_s:g} s") from None
-        message = _decode_or_none(line)
+        message = _decode_or_none(line) if line else None  # empty: the worker ended before a word
         if message is None or message.get("ev") != "ready":
             if message is not None and message.get("ev") == "failed":
                 await process.wait()
