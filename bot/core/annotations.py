@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,16 +22,29 @@ class Annotations:
 
     `intent` is None when nothing claimed the message with confidence (out of scope).
     `values` holds the other annotators' results by annotator name (sentiment, toxicity, ...).
+    A costly annotator can `defer` its value instead: it is computed only when a skill or graph
+    asks for it with `await value(name)`, and stored with the turn only then.
     """
 
     language: str | None = None
     intent: IntentGuess | None = None
     ranking: list[IntentGuess] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
+    _deferred: dict[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict, repr=False)
 
     @property
     def intent_name(self) -> str | None:
         return self.intent.name if self.intent else None
+
+    def defer(self, name: str, compute: Callable[[], Awaitable[Any]]) -> None:
+        self._deferred[name] = compute
+
+    async def value(self, name: str) -> Any:
+        """An annotator's value, computing a deferred one now (once); None when no annotator gave it."""
+        compute = self._deferred.pop(name, None)
+        if compute is not None:
+            self.values[name] = await compute()
+        return self.values.get(name)
 
     def to_json(self) -> dict[str, Any]:
         return {

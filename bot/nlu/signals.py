@@ -133,5 +133,11 @@ class OffensiveAnnotator(_LazyModel):
     async def annotate(self, text: str, annotations: Annotations) -> None:
         if annotations.language not in (None, "en") or not text.strip():
             return  # blind to other languages
-        await self.start()
-        annotations.values[self.name] = await asyncio.to_thread(self.score, text)
+
+        async def compute() -> dict[str, Any]:
+            await self.start()
+            return await asyncio.to_thread(self.score, text)
+
+        # Deferred: scikit-learn's calibrated classifier cost ~8 ms of CPU a message (py-spy), and
+        # only a skill or graph that asks for annotations.value("offensive") needs it.
+        annotations.defer(self.name, compute)

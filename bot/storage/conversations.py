@@ -22,6 +22,7 @@ from bot.storage.schema import (
 )
 
 DISPLAY_NAME_CHARS = 256  # users.display_name
+MESSAGES, STATES, CONVERSATIONS = Message.__table__, DialogStateRow.__table__, Conversation.__table__
 
 
 def hash_token(token: str) -> str:
@@ -259,22 +260,39 @@ class ConversationRepo:
                     replayed = await self._reply_to(session, known)
                     return OpenedTurn(user_id, conversation_id, known, DialogState(), [], duplicate=True,
                                       replayed=replayed)
-            row = await session.get(DialogStateRow, conversation_id, with_for_update=not self.db.is_sqlite)
-            if row is None:
-                raise NotFound("no such conversation")
+            # SQLAlchemy Core on the tables from here on: this runs on every turn, and the ORM's unit of
+            # work cost more CPU than the statements themselves (py-spy, BENCHMARKS.md "Turns").
+            row = await self._state_row(session, conversation_id, lock=True)
             now = utcnow()
-            message = Message(conversation_id=conversation_id, parent_id=row.last_message_id, author="user",
-                              text=text, status="complete", client_id=client_id,
-                              pending_until=now + timedelta(seconds=lease_s))
-            session.add(message)
-            await session.flush()
-            row.last_message_id = message.id
-            await session.execute(update(Conversation).where(Conversation.id == conversation_id).values(updated_at=now))
-            behind = await self._behind(session, conversation_id, message.id)
-            state = _state_of(row)
-            history = [] if behind else await self._history_before(session, conversation_id, message.id,
+            message_id = (await session.execute(
+                MESSAGES.insert().values(
+                    conversation_id=conversation_id, parent_id=row.last_message_id, author="user", text=text,
+                    status="complete", client_id=client_id, pending_until=now + timedelta(seconds=lease_s),
+                    created_at=now,
+                ).returning(MESSAGES.c.id)
+            )).scalar_one()
+            await self._moved_on(session, conversation_id, message_id, now)
+            behind = await self._behind(session, conversation_id, message_id)
+            history = [] if behind else await self._history_before(session, conversation_id, message_id,
                                                                    history_turns)
-            return OpenedTurn(user_id, conversation_id, message.id, state, history, behind=behind)
+            return OpenedTurn(user_id, conversation_id, message_id, _state_of(row), history, behind=behind)
+
+    async def _state_row(self, session, conversation_id: str, *, lock: bool = False):
+        statement = select(STATES).where(STATES.c.conversation_id == conversation_id)
+        if lock and not self.db.is_sqlite:
+            statement = statement.with_for_update()
+        row = (await session.execute(statement)).first()
+        if row is None:
+            raise NotFound("no such conversation")
+        return row
+
+    @staticmethod
+    async def _moved_on(session, conversation_id: str, message_id: int, now) -> None:
+        """The conversation's last message is now `message_id`."""
+        await session.execute(STATES.update().where(STATES.c.conversation_id == conversation_id)
+                              .values(last_message_id=message_id))
+        await session.execute(CONVERSATIONS.update().where(CONVERSATIONS.c.id == conversation_id)
+                              .values(updated_at=now))
 
     async def is_behind(self, conversation_id: str, message_id: int) -> bool:
         """Whether an earlier turn of the conversation is still running (not answered, lease not over)."""
@@ -285,9 +303,7 @@ class ConversationRepo:
                      ) -> tuple[DialogState, list[HistoryItem]]:
         """The state and history an earlier turn left, once the turn waiting on it may go."""
         async with self.db.transaction() as session:
-            row = await session.get(DialogStateRow, conversation_id)
-            if row is None:
-                raise NotFound("no such conversation")
+            row = await self._state_row(session, conversation_id)
             return _state_of(row), await self._history_before(session, conversation_id, message_id, history_turns)
 
     async def renew_ticket(self, message_id: int, lease_s: float) -> None:
@@ -367,10 +383,10 @@ class ConversationRepo:
         async with self.db.transaction() as session:
             message_id = await self._append(session, conversation_id, message, parent_id=reply_to)
             if reply_to is not None:
-                await session.execute(update(Message).where(Message.id == reply_to).values(pending_until=None))
+                await session.execute(MESSAGES.update().where(MESSAGES.c.id == reply_to).values(pending_until=None))
             await session.execute(
-                update(DialogStateRow)
-                .where(DialogStateRow.conversation_id == conversation_id)
+                STATES.update()
+                .where(STATES.c.conversation_id == conversation_id)
                 .values(
                     flow=state.flow, node=state.node, slots=state.slots, active_skill=state.active_skill,
                     skill_state=state.skill_state, language=state.language, turn_count=state.turn_count,
@@ -380,22 +396,18 @@ class ConversationRepo:
             return message_id
 
     async def _append(self, session, conversation_id: str, message: NewMessage, parent_id: int | None = None) -> int:
-        state = await session.get(DialogStateRow, conversation_id, with_for_update=not self.db.is_sqlite)
-        if state is None:
-            raise NotFound("no such conversation")
-        row = Message(
-            conversation_id=conversation_id, parent_id=parent_id or state.last_message_id, author=message.author,
-            text=message.text, skill=message.skill, intent=message.intent, confidence=message.confidence,
-            annotations=message.annotations, flow=message.flow, node=message.node, status=message.status,
-            latency_ms=message.latency_ms,
-        )
-        session.add(row)
-        await session.flush()
-        state.last_message_id = row.id
-        await session.execute(
-            update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
-        )
-        return row.id
+        state = await self._state_row(session, conversation_id, lock=True)
+        now = utcnow()
+        message_id = (await session.execute(
+            MESSAGES.insert().values(
+                conversation_id=conversation_id, parent_id=parent_id or state.last_message_id,
+                author=message.author, text=message.text, skill=message.skill, intent=message.intent,
+                confidence=message.confidence, annotations=message.annotations, flow=message.flow,
+                node=message.node, status=message.status, latency_ms=message.latency_ms, created_at=now,
+            ).returning(MESSAGES.c.id)
+        )).scalar_one()
+        await self._moved_on(session, conversation_id, message_id, now)
+        return message_id
 
     async def history(self, conversation_id: str, limit: int) -> list[HistoryItem]:
         """The last `limit` messages, oldest first."""
@@ -428,7 +440,7 @@ class ConversationRepo:
             ) or 0
 
 
-def _state_of(row: DialogStateRow) -> DialogState:
+def _state_of(row: Any) -> DialogState:
     return DialogState(
         flow=row.flow, node=row.node, slots=dict(row.slots or {}), active_skill=row.active_skill,
         skill_state=dict(row.skill_state or {}), language=row.language, turn_count=row.turn_count,

@@ -46,7 +46,12 @@ async def test_offensive_flags_insults_not_friendly_text():
     pytest.importorskip("profanity_check")
     pytest.importorskip("sklearn")
     annotator = OffensiveAnnotator(threshold=0.5)
-    rude = (await annotate(annotator, "you are a fucking idiot")).values["offensive"]
-    kind = (await annotate(annotator, "have a lovely day, friend")).values["offensive"]
+    rude_annotations = await annotate(annotator, "you are a fucking idiot")
+    # Deferred: computed only when asked for, and stored with the turn only then.
+    assert "offensive" not in rude_annotations.to_json()
+    rude = await rude_annotations.value("offensive")
+    kind = await (await annotate(annotator, "have a lovely day, friend")).value("offensive")
     assert rude["offensive"] and not kind["offensive"]
     assert rude["score"] > kind["score"]
+    assert rude_annotations.to_json()["offensive"] == rude
+    assert await rude_annotations.value("offensive") is rude  # once
