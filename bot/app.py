@@ -73,7 +73,9 @@ def protect_secrets(settings: Settings) -> None:
 
     secrets = [s.get_secret_value() for s in (settings.telegram_token, settings.telegram_webhook_secret,
                                                settings.admin_token, settings.lm.api_key) if s is not None]
-    redaction.protect([*secrets, redaction.database_password(settings.resolved_database_url)])
+    redis_url = settings.server.redis_url
+    redaction.protect([*secrets, redaction.database_password(settings.resolved_database_url),
+                       redaction.database_password(redis_url.get_secret_value()) if redis_url else None])
 
 
 async def prepare_language_model(settings: Settings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -50,15 +51,23 @@ def main(ctx: click.Context) -> None:
 @config_option
 @click.option("--host", help="Listen address (default from settings: 127.0.0.1).")
 @click.option("--port", type=int, help="Listen port (default from settings: 8080).")
-def run(config: Path | None, host: str | None, port: int | None) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes sharing the port (SO_REUSEPORT), supervised by this one.")
+def run(config: Path | None, host: str | None, port: int | None, workers: int) -> None:
     """Migrate the database and serve the web API (and Telegram when a token is set)."""
     try:
         settings = _settings(config)
     except ConfigError as exc:
         _fail(exc)
     _setup_logging(settings.log_level)
+    host = host or settings.server.host
+    port = port if port is not None else settings.server.port
     try:
-        asyncio.run(_serve(settings, host or settings.server.host, port if port is not None else settings.server.port))
+        if workers > 1:
+            from bot.workers import serve_workers
+
+            sys.exit(asyncio.run(serve_workers(settings, config, host, port, workers)))
+        asyncio.run(_serve(settings, host, port))
     except BotError as exc:
         _fail(exc)
 
@@ -68,9 +77,12 @@ async def _serve(settings, host: str, port: int) -> None:
 
     from bot.app import build_app, check_language_model, prepare_language_model
     from bot.server import init_app
+    from bot.workers import watch_supervisor, worker_index
 
+    # A worker of `tandem run --workers N`: the parent migrated, and the port is shared.
+    worker = worker_index()
     await prepare_language_model(settings)
-    tandem = await build_app(settings)
+    tandem = await build_app(settings, migrate=worker is None)
     try:
         await check_language_model(tandem.language_model, settings.lm.model)
     except BaseException:
@@ -79,15 +91,24 @@ async def _serve(settings, host: str, port: int) -> None:
     runner = web.AppRunner(init_app(tandem), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        site = web.TCPSite(runner, host, port, reuse_port=worker is not None)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise BotError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         bound_port = runner.addresses[0][1] if runner.addresses else port
-        click.echo(f"Tandem is running at http://{host}:{bound_port}/  (Ctrl+C to stop)", err=True)
+        if worker is None:
+            click.echo(f"Tandem is running at http://{host}:{bound_port}/  (Ctrl+C to stop)", err=True)
+        else:
+            click.echo(f"Tandem worker {worker} is running at http://{host}:{bound_port}/  (pid {os.getpid()})",
+                       err=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        watching = asyncio.create_task(watch_supervisor(stop))
         await stop.wait()
+        watching.cancel()
     finally:
         await runner.cleanup()
         await tandem.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from aiohttp import web
 
@@ -10,6 +11,7 @@ from bot.app import Tandem
 from bot.channels import http_api, ratelimit, story_api
 from bot.channels.services import SERVICES, Services
 from bot.core.errors import StorageError
+from bot.workers import worker_index
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,8 @@ def _code(status: int) -> str:
 
 async def healthz(request: web.Request) -> web.Response:
     tandem = request.app[TANDEM]
-    report: dict = {"status": "ok", "database": "ok"}
+    # Which process answered: under `tandem run --workers N` each worker has its own.
+    report: dict = {"status": "ok", "database": "ok", "pid": os.getpid(), "worker": worker_index()}
     health = getattr(tandem.language_model, "health", None)
     if health is not None:
         # The model's state is reported, not judged: the server answers everything else without it.
@@ -62,7 +65,8 @@ def init_app(tandem: Tandem) -> web.Application:
     app[TANDEM] = tandem
     server = tandem.settings.server
     ratelimit.install(app, per_ip=server.rate_limit_per_ip, per_user=server.rate_limit_per_user,
-                      trust_forwarded_for=server.trust_forwarded_for)
+                      trust_forwarded_for=server.trust_forwarded_for,
+                      redis_url=server.redis_url.get_secret_value() if server.redis_url else None)
     app[SERVICES] = Services(tandem.settings, tandem.handle_turn, tandem.conversations, tandem.feedback,
                              stories=tandem.stories)
     app.router.add_get("/healthz", healthz)

@@ -45,6 +45,18 @@ class ServerConfig(BaseModel):
     # Behind a reverse proxy every client seems to come from the proxy: trust the last hop of
     # X-Forwarded-For only when the proxy sets it (never on a server clients reach directly).
     trust_forwarded_for: bool = False
+    # redis://host:6379/0: keep the rate limits in Redis, shared by all workers and machines
+    # (without it each process counts on its own). A Redis that is down falls back to those.
+    redis_url: SecretStr | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
 
 class DispatcherConfig(BaseModel):

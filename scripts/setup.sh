@@ -91,3 +91,15 @@ if [[ "$purpose" == "test" ]] && ! command -v chromium >/dev/null; then
     echo "note: no chromium found; the widget's browser tests will be skipped (apt-get install chromium)" >&2
   fi
 fi
+
+# The shared rate-limit tests talk to a Redis server: the machine's own at 127.0.0.1:6379, or one
+# the tests start from Debian's redis-server. Without either they skip.
+if [[ "$purpose" == "test" ]] && ! command -v redis-server >/dev/null; then
+  if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "==> installing redis-server for the shared rate-limit tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null || \
+      echo "note: redis-server could not be installed; the Redis tests will be skipped" >&2
+  else
+    echo "note: no redis-server found; the Redis tests will be skipped (apt-get install redis-server)" >&2
+  fi
+fi

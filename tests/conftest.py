@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import socket
+import subprocess
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +45,62 @@ def _postgres_answers() -> bool:
 
 
 POSTGRES_AVAILABLE = _postgres_answers()
+
+# Database 15 of the machine's Redis, kept apart from anything else using it (keys carry a
+# per-test prefix too).
+REDIS_TEST_URL = os.environ.get("TANDEM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        import redis
+    except ImportError:
+        return False
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def start_redis_server(port: int, folder: Path) -> subprocess.Popen:
+    """A private redis-server on 127.0.0.1:`port` that keeps nothing on disk; it answers on return."""
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not redis_answers(f"redis://127.0.0.1:{port}/0"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"redis-server did not start on port {port}")
+        time.sleep(0.05)
+    return process
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis for the tests: the one at TANDEM_TEST_REDIS_URL when it answers, else one started
+    here when redis-server is installed; the tests that need it skip when there is neither."""
+    if redis_answers(REDIS_TEST_URL):
+        yield REDIS_TEST_URL
+        return
+    if shutil.which("redis-server") is None:
+        pytest.skip(f"no Redis answers at {REDIS_TEST_URL} and redis-server is not installed")
+    port = free_port()
+    process = start_redis_server(port, tmp_path_factory.mktemp("redis"))
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from aiohttp import web
 from bot.core.errors import InputError, NotFound
 from bot.core.messages import MAX_CLIENT_MESSAGE_ID_CHARS, Incoming, Reply
 from bot.core.text import clean_user_text
-from bot.channels.ratelimit import require_turn_budget
+from bot.channels.ratelimit import spend_turn_budget
 from bot.channels.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     if client_id is not None and (not isinstance(client_id, str) or not 1 <= len(client_id) <= MAX_CLIENT_MESSAGE_ID_CHARS
                                   or not client_id.isprintable()):
         raise web.HTTPBadRequest(reason=f"`client_id` must be a string of 1–{MAX_CLIENT_MESSAGE_ID_CHARS} characters")
-    require_turn_budget(request, user_id)
+    await spend_turn_budget(request, user_id)
     incoming = Incoming(CHANNEL, str(user_id), text, conversation_id=conversation_id,
                         language=_language(body), owner_id=user_id, client_message_id=client_id)
     stream = services.handle_turn(incoming)

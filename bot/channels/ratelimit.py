@@ -2,8 +2,10 @@
 
 Limits protect the bot, not the data: a client over its limit gets a clear "slow down" answer
 (HTTP 429 with Retry-After, or a `rate_limited` WebSocket frame) and nothing is processed or
-stored for that request. The buckets live in process memory on purpose (they are no
-conversation state, and a restart that forgets them only forgives clients).
+stored for that request. The buckets live in process memory (they are no conversation
+state, and a restart that forgets them only forgives clients), so each worker of `tandem run
+--workers N` has its own; with `server.redis_url` set they live in Redis instead and all
+workers spend one budget (bot/channels/ratelimit_redis.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -96,13 +99,30 @@ class RateLimiter:
             return 0.0
         return (cost - bucket.tokens) / rate
 
+    async def acquire(self, key: str, cost: float = 1.0) -> float:
+        """`take` for coroutines, the same call as the Redis limiter's."""
+        return self.take(key, cost)
+
+    async def close(self) -> None:
+        pass
+
+
+class Limiter(Protocol):
+    """What the web channels call: RateLimiter (per process) or RedisRateLimiter (shared)."""
+
+    limit: RateLimit
+
+    async def acquire(self, key: str, cost: float = 1.0) -> float: ...
+
+    async def close(self) -> None: ...
+
 
 @dataclass
 class WebLimits:
     """The limiters of one web application: by client address, and by user for chat turns."""
 
-    per_ip: RateLimiter
-    per_user: RateLimiter
+    per_ip: Limiter
+    per_user: Limiter
     trust_forwarded_for: bool = False
 
 
@@ -137,10 +157,14 @@ def too_many_requests(wait_s: float) -> web.HTTPTooManyRequests:
                                    headers={"Retry-After": str(retry_after_s(wait_s))})
 
 
-def require_turn_budget(request: web.Request, user_id: int) -> None:
+async def spend_turn_budget(request: web.Request, user_id: int) -> None:
     """Spend one of `user_id`'s chat turns, or raise 429 ("slow down") when none is left."""
     limits = request.app.get(LIMITS)
-    wait = 0.0 if limits is None else limits.per_user.take(f"user:{user_id}")
+    wait = 0.0 if limits is None else await limits.per_user.acquire(f"user:{user_id}")
+    _refuse_if_waiting(request, user_id, wait)
+
+
+def _refuse_if_waiting(request: web.Request, user_id: int, wait: float) -> None:
     if wait > 0:
         log.info("rate limited user=%s path=%s wait_s=%.1f", user_id, request.path, wait)
         raise too_many_requests(wait)
@@ -151,7 +175,7 @@ async def rate_limit_by_ip(request: web.Request, handler) -> web.StreamResponse:
     limits = request.app[LIMITS]
     if request.method != "OPTIONS" and request.path.startswith(LIMITED_PREFIXES):
         ip = client_ip(request, limits.trust_forwarded_for)
-        wait = limits.per_ip.take(f"ip:{ip}")
+        wait = await limits.per_ip.acquire(f"ip:{ip}")
         if wait > 0:
             log.info("rate limited ip=%s path=%s wait_s=%.1f", ip, request.path, wait)
             raise too_many_requests(wait)
@@ -159,9 +183,22 @@ async def rate_limit_by_ip(request: web.Request, handler) -> web.StreamResponse:
 
 
 def install(app: web.Application, *, per_ip: RateLimit, per_user: RateLimit,
-            trust_forwarded_for: bool = False) -> WebLimits:
-    """Add the limiters and the per-IP middleware (call before the app starts)."""
-    limits = WebLimits(RateLimiter(per_ip), RateLimiter(per_user), trust_forwarded_for)
+            trust_forwarded_for: bool = False, redis_url: str | None = None) -> WebLimits:
+    """Add the limiters and the per-IP middleware (call before the app starts); with `redis_url`
+    the budgets are kept in Redis, shared by every process that uses the same Redis."""
+    if redis_url:
+        from bot.channels.ratelimit_redis import RedisRateLimiter  # only a deployment with Redis needs it
+
+        limits = WebLimits(RedisRateLimiter(per_ip, redis_url), RedisRateLimiter(per_user, redis_url),
+                           trust_forwarded_for)
+    else:
+        limits = WebLimits(RateLimiter(per_ip), RateLimiter(per_user), trust_forwarded_for)
     app[LIMITS] = limits
     app.middlewares.append(rate_limit_by_ip)
+
+    async def close_limiters(_app: web.Application) -> None:
+        await limits.per_ip.close()
+        await limits.per_user.close()
+
+    app.on_cleanup.append(close_limiters)
     return limits

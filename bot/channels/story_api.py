@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.channels.http_api import authenticated_user, json_error, read_json
-from bot.channels.ratelimit import require_turn_budget
+from bot.channels.ratelimit import spend_turn_budget
 from bot.channels.services import SERVICES
 from bot.core.errors import InputError, ModelUnavailable, NotFound, StorageError
 from bot.core.text import clean_text
@@ -96,7 +96,7 @@ async def list_stories(request: web.Request) -> web.Response:
 
 async def start_story(request: web.Request) -> web.Response:
     user_id = await authenticated_user(request)
-    require_turn_budget(request, user_id)
+    await spend_turn_budget(request, user_id)
     body = await read_json(request)
     fields = {key: _text(body, key, required=False) for key in ("title", "genre", "premise", "style", "text")}
     settings = body.get("settings")
@@ -109,7 +109,7 @@ async def start_story(request: web.Request) -> web.Response:
 
 async def import_story(request: web.Request) -> web.Response:
     user_id = await authenticated_user(request)
-    require_turn_budget(request, user_id)
+    await spend_turn_budget(request, user_id)
     view = await _service(request).import_(user_id, _cleaned(await read_json(request)))
     return web.json_response({"story": view.to_json()}, status=201)
 
@@ -150,7 +150,7 @@ async def get_tree(request: web.Request) -> web.Response:
 
 async def write_passage(request: web.Request) -> web.Response:
     service, user_id, story_id = await _story(request)
-    require_turn_budget(request, user_id)
+    await spend_turn_budget(request, user_id)
     body = await read_json(request)
     view = await service.write(user_id, story_id, _text(body, "text"))
     return web.json_response({"story": view.to_json()}, status=201)
@@ -158,7 +158,7 @@ async def write_passage(request: web.Request) -> web.Response:
 
 async def continue_story(request: web.Request) -> web.StreamResponse:
     service, user_id, story_id = await _story(request)
-    require_turn_budget(request, user_id)
+    await spend_turn_budget(request, user_id)
     body = await read_json(request) if request.can_read_body else {}
     events = service.continue_(user_id, story_id, text=_text(body, "text", required=False),
                                candidates=_int(body, "candidates"))
@@ -167,7 +167,7 @@ async def continue_story(request: web.Request) -> web.StreamResponse:
 
 async def retry_story(request: web.Request) -> web.StreamResponse:
     service, user_id, story_id = await _story(request)
-    require_turn_budget(request, user_id)
+    await spend_turn_budget(request, user_id)
     body = await read_json(request) if request.can_read_body else {}
     return await _respond_generation(request, service.retry(user_id, story_id, candidates=_int(body, "candidates")))
 
@@ -303,7 +303,7 @@ async def remove_lore(request: web.Request) -> web.Response:
 
 async def character(request: web.Request) -> web.StreamResponse:
     service, user_id, story_id = await _story(request)
-    require_turn_budget(request, user_id)
+    await spend_turn_budget(request, user_id)
     body = await read_json(request)
     history = body.get("history") or []
     if not isinstance(history, list) or not all(

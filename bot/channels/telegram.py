@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +29,7 @@ from bot.channels.telegram_texts import COMMANDS, CONTENT_KINDS, language_of, sa
 from bot.core.errors import BotError, ConfigError, InputError, NotFound
 from bot.core.messages import Incoming, Reply
 from bot.storage.channel_state import ChannelStateRepo
+from bot.storage.leader import Leadership
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ CHANNEL = "telegram"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 # What a story button says to the story skill, as if the user had typed it.
 STORY_COMMANDS = {kb.STORY_CHOOSE: "/choose {}", kb.STORY_RETRY: "/retry", kb.STORY_UNDO: "/undo"}
+# The leader election of polling: its job name, and its lock file in the data folder (SQLite).
+POLL_JOB = "telegram-poll"
+POLL_LOCK_FILE = "telegram-poll.lock"
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
@@ -56,6 +61,8 @@ class TelegramChannel:
         self.delivery: Delivery | None = None
         self._chat_locks: dict[int, asyncio.Lock] = {}
         self._story_messages: dict[int, tuple[int, InlineKeyboardMarkup | None]] = {}
+        self._leadership: Leadership | None = None
+        self._leading: asyncio.Task | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -95,10 +102,19 @@ class TelegramChannel:
         await self.delivery.call("setMyCommands", lambda: app.bot.set_my_commands(commands))
         await app.start()
         if self.config.mode == "polling":
-            await app.updater.start_polling(
-                timeout=timedelta(seconds=self.config.poll_timeout_s), allowed_updates=ALLOWED_UPDATES,
-                drop_pending_updates=self.config.drop_pending_updates, error_callback=self._polling_error,
-            )
+            # Telegram hands updates to one getUpdates caller at a time: of the processes sharing
+            # this database, the leader polls, and another takes over when it goes.
+            interval = self.config.leader_interval_s
+            self._leadership = Leadership(self.services.conversations.db, POLL_JOB,
+                                          Path(self.services.settings.data_dir) / POLL_LOCK_FILE,
+                                          retry_s=interval, check_s=interval)
+            if await self._first_try_to_lead():  # a lone process polls before start() returns
+                try:
+                    await self._start_polling()
+                except BaseException:
+                    await self._leadership.close()
+                    raise
+            self._leading = asyncio.create_task(self._leadership.lead(self._start_polling, self._stop_polling))
         else:
             await self.delivery.call("setWebhook", lambda: app.bot.set_webhook(
                 self.config.webhook_url, secret_token=self._secret, allowed_updates=ALLOWED_UPDATES,
@@ -106,7 +122,42 @@ class TelegramChannel:
             ))
         log.info("telegram channel started bot=@%s mode=%s", app.bot.username, self.config.mode)
 
+    async def _first_try_to_lead(self) -> bool:
+        assert self._leadership is not None
+        try:
+            return await self._leadership.try_acquire()
+        except Exception:  # noqa: BLE001 - the leader loop logs it and tries again
+            return False
+
+    @property
+    def polling(self) -> bool:
+        """Whether this process is the one polling getUpdates now."""
+        app = self.application
+        return app is not None and app.updater is not None and app.updater.running
+
+    async def _start_polling(self) -> None:
+        app = self.application
+        assert app is not None and app.updater is not None
+        if app.updater.running:
+            return
+        await app.updater.start_polling(
+            timeout=timedelta(seconds=self.config.poll_timeout_s), allowed_updates=ALLOWED_UPDATES,
+            drop_pending_updates=self.config.drop_pending_updates, error_callback=self._polling_error,
+        )
+        log.info("telegram polling started (this process leads)")
+
+    async def _stop_polling(self) -> None:
+        # Updates already fetched are still handled: only the updater stops, not the application.
+        app = self.application
+        if app is not None and app.updater is not None and app.updater.running:
+            await app.updater.stop()
+            log.info("telegram polling stopped")
+
     async def stop(self) -> None:
+        leading, self._leading = self._leading, None
+        if leading is not None:
+            leading.cancel()  # stops polling and hands leadership on
+            await asyncio.gather(leading, return_exceptions=True)
         app, self.application = self.application, None
         if app is not None:
             if app.updater is not None and app.updater.running:
@@ -200,7 +251,8 @@ class TelegramChannel:
             if command is not None:  # "/help@TandemBot" reads as "/help"
                 text = f"/{command} {argument}".strip()
             await self._turn(message.chat, message.from_user, text,
-                             reply_to=None if private else message.message_id)
+                             reply_to=None if private else message.message_id,
+                             client_message_id=f"tg:{message.chat.id}:{message.message_id}")
 
     def _addressed_text(self, message: Message) -> str | None:
         """In a group, the text of a command or mention for this bot (mention removed), else None."""
@@ -238,10 +290,12 @@ class TelegramChannel:
         return self._chat_locks.setdefault(chat_id, asyncio.Lock())
 
     async def _turn(self, chat: Chat, user: User | None, text: str, *, reply_to: int | None = None,
-                    conversation_id: str | None = None) -> Reply | None:
+                    conversation_id: str | None = None, client_message_id: str | None = None) -> Reply | None:
         external_id, name = self._subject(chat, user)
+        # A message's chat and message id name it for good: an update delivered twice (a webhook
+        # retried, a poller restarted) is answered from storage the second time, not run again.
         incoming = Incoming(CHANNEL, external_id, text, conversation_id=conversation_id, user_name=name,
-                            language=language_of(user),
+                            language=language_of(user), client_message_id=client_message_id,
                             metadata={"chat_id": chat.id, "chat_type": chat.type})
         # Started before any await, so a chat's turns reach the dispatcher in the order they came.
         stream = self.services.handle_turn(incoming)

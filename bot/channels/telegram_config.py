@@ -22,6 +22,9 @@ class TelegramConfig(BaseModel):
     api_base_url: str = "https://api.telegram.org/bot"
     # Long-polling wait of one getUpdates call.
     poll_timeout_s: float = Field(30.0, ge=0)
+    # Polling with several processes on one database: one polls (the leader), and the others try
+    # to take over this often; the leader checks its PostgreSQL lock connection as often too.
+    leader_interval_s: float = Field(5.0, gt=0)
     # Throw away updates that arrived while the bot was down.
     drop_pending_updates: bool = False
     # Timeouts of one Bot API request (getUpdates adds poll_timeout_s).

@@ -138,9 +138,9 @@ class WidgetSession:
             return
         kind = frame["type"]
         if self.limits is not None:
-            wait = self.limits.per_ip.take(f"ip:{self.ip}")
+            wait = await self.limits.per_ip.acquire(f"ip:{self.ip}")
             if wait == 0 and kind == "message" and self.user_id is not None:
-                wait = self.limits.per_user.take(f"user:{self.user_id}")
+                wait = await self.limits.per_user.acquire(f"user:{self.user_id}")
             if wait > 0:
                 log.info("ws rate limited ip=%s user=%s type=%s", self.ip, self.user_id, kind)
                 await self.error("rate_limited", slow_down_message(wait), retry_after=retry_after_s(wait),

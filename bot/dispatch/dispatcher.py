@@ -212,6 +212,7 @@ class Dispatcher:
             # stored changes, not even a first-time user's row.
             return Reply(conversation_id, str(exc), "dispatcher", status="rejected")
         opened: OpenedTurn | None = None
+        renewing: asyncio.Task | None = None
         try:
             opened = await self._open(incoming, text)
             conversation_id = stream.conversation_id = opened.conversation_id
@@ -223,13 +224,17 @@ class Dispatcher:
                     await self._wait_turn(conversation_id, opened.user_message_id + 1)
                     replayed = await self.repo.stored_reply(opened.user_message_id)
                 if replayed is not None:
+                    opened.closed = True  # nothing of ours to answer
                     return _replay(conversation_id, opened.user_message_id, replayed)
                 # The first copy's turn died with its process: answer it now, on its stored message.
                 opened.behind = True
+            # Renewed from the start: a ticket waiting its turn behind a long one must not lapse.
+            renewing = asyncio.create_task(self._renew_ticket(opened.user_message_id))
             if opened.behind:
                 await self._wait_turn(conversation_id, opened.user_message_id)
                 opened.state, opened.history = await self.repo.reload(
                     conversation_id, opened.user_message_id, self.config.history_turns)
+            return await self._answer(incoming, stream, opened, text, started)
         except StorageError:
             log.exception("turn not stored conversation=%s channel=%s", conversation_id, incoming.channel)
             if opened is None:
@@ -240,17 +245,21 @@ class Dispatcher:
         except NotFound:
             return Reply(conversation_id, GONE.get(language, GONE["en"]), "dispatcher", status="rejected",
                          data={"error": "not_found"})
-        renewing = asyncio.create_task(self._renew_ticket(opened.user_message_id))
-        try:
-            return await self._answer(incoming, stream, opened, text, started)
         finally:
+            if opened is not None:
+                await self._end_ticket(opened, renewing)
+
+    async def _end_ticket(self, opened: OpenedTurn, renewing: asyncio.Task | None) -> None:
+        """Stop renewing the turn's ticket; close it if the reply did not (cancelled at shut-down, the
+        database failed), freeing the conversation's later turns now rather than when it lapses."""
+        if renewing is not None:
             renewing.cancel()
+        try:
             if not opened.closed:
-                # The turn ended without storing its reply (cancelled at shut-down, the database
-                # failed): free the conversation's later turns now rather than when the lease lapses.
                 with contextlib.suppress(StorageError, NotFound):
                     await self.repo.close_ticket(opened.user_message_id)
-            self._announce_end(conversation_id)
+        finally:
+            self._announce_end(opened.conversation_id)
 
     async def _renew_ticket(self, message_id: int) -> None:
         """Keep a long turn's ticket (a story passage) alive while it runs."""

@@ -17,10 +17,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bot.core.errors import StorageError
+from bot.storage.locks import AdvisoryLock, FileLock, advisory_key
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+# Held by the one process that migrates; the others wait, then find nothing left to do.
+MIGRATION_LOCK_KEY = advisory_key("migrate")
 
 
 def alembic_config(url: str) -> Config:
@@ -114,11 +117,16 @@ class Database:
         self._file_id = file_id
 
     async def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to `revision`; migrations are the only way the schema is made."""
+        """Bring the schema to `revision`; migrations are the only way the schema is made.
+
+        Processes that start together (`tandem run --workers N`, several machines, a `tandem
+        migrate` beside a running server) take turns under one lock: the first migrates, the
+        next find the schema current and change nothing."""
         cfg = alembic_config(self.url)
         try:
-            # Alembic's env.py runs its own event loop, so it gets a thread of its own.
-            await asyncio.to_thread(command.upgrade, cfg, revision)
+            async with self._migration_lock():
+                # Alembic's env.py runs its own event loop, so it gets a thread of its own.
+                await asyncio.to_thread(command.upgrade, cfg, revision)
         except (SQLAlchemyError, OSError) as exc:
             # Start-up stops with this message: say where and why, never with the password.
             reason = str(exc).splitlines()[0] if str(exc) else ""
@@ -128,6 +136,32 @@ class Database:
             raise StorageError(f"cannot migrate the database at {safe_url(self.url)}: "
                                f"{type(exc).__name__}: {reason}") from exc
         log.info("database migrated to %s: %s", revision, safe_url(self.url))
+
+    @asynccontextmanager
+    async def _migration_lock(self) -> AsyncIterator[None]:
+        """PostgreSQL: an advisory lock on a connection of its own; SQLite: an flock on
+        `<db>.migrate.lock` beside the file; an in-memory database has no one to share with."""
+        if self.is_sqlite:
+            if self.path is None:
+                yield
+                return
+            lock = FileLock(self.path.with_name(self.path.name + ".migrate.lock"))
+            if not lock.try_acquire():
+                log.info("another process is migrating the database; waiting lock=%s", lock.path)
+                await lock.acquire()
+            try:
+                yield
+            finally:
+                lock.release()
+            return
+        lock = AdvisoryLock(self.url, MIGRATION_LOCK_KEY)
+        try:
+            if not await lock.try_acquire():
+                log.info("another process is migrating the database; waiting key=%d", MIGRATION_LOCK_KEY)
+                await lock.acquire()
+            yield
+        finally:
+            await lock.close()
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -27,7 +27,7 @@ from tests.channels.fake_bot_api import FakeBotApi
 # Small waits so the whole suite stays fast; production defaults are in TelegramConfig.
 FAST = {
     "poll_timeout_s": 1.0, "stream_after_s": 0.3, "request_timeout_s": 2.0, "typing_interval_s": 0.5,
-    "retry_backoff_s": 0.05, "retry_backoff_max_s": 0.2, "max_retries": 4,
+    "retry_backoff_s": 0.05, "retry_backoff_max_s": 0.2, "max_retries": 4, "leader_interval_s": 0.2,
 }
 SECRET = "s3cret-webhook_token"
 T = TypeVar("T")
@@ -62,11 +62,13 @@ class RunningBot:
 @asynccontextmanager
 async def running_bot(api: FakeBotApi, data_dir: Path, *, language_model: FakeLanguageModel | None = None,
                       skills: dict[str, Skill] | None = None, token: str | None = None,
-                      **telegram: Any) -> AsyncIterator[RunningBot]:
-    """`tandem run` in-process: the web app with the Telegram channel started by its cleanup_ctx."""
+                      database_url: str | None = None, **telegram: Any) -> AsyncIterator[RunningBot]:
+    """`tandem run` in-process: the web app with the Telegram channel started by its cleanup_ctx.
+    `database_url`: another database than the SQLite file in `data_dir` (several bots may share one)."""
     config = TelegramConfig(**{"api_base_url": api.base_url, **FAST, **telegram})
     settings = Settings(data_dir=data_dir, telegram_token=SecretStr(token or api.token),
-                        telegram_webhook_secret=SecretStr(SECRET), telegram=config)
+                        telegram_webhook_secret=SecretStr(SECRET), telegram=config,
+                        database_url=SecretStr(database_url or ""))
     tandem = await build_app(settings, language_model=language_model or FakeLanguageModel("Once upon a time."))
     for name, skill in (skills or {}).items():
         tandem.skills._skills[name] = skill  # a scripted stand-in for a shipped skill
