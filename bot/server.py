@@ -67,8 +67,10 @@ def init_app(tandem: Tandem) -> web.Application:
     ratelimit.install(app, per_ip=server.rate_limit_per_ip, per_user=server.rate_limit_per_user,
                       trust_forwarded_for=server.trust_forwarded_for,
                       redis_url=server.redis_url.get_secret_value() if server.redis_url else None)
+    story_skill = tandem.skills.get("story")
     app[SERVICES] = Services(tandem.settings, tandem.handle_turn, tandem.conversations, tandem.feedback,
-                             stories=tandem.stories)
+                             stories=tandem.stories, admission=tandem.dispatcher.admission,
+                             story_budget_s=getattr(story_skill, "time_budget_s", None) or 300.0)
     app.router.add_get("/healthz", healthz)
     http_api.add_routes(app)
     if tandem.settings.telegram_token is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from bot.core.messages import Incoming, ReplyStream
+from bot.dispatch.admission import Admission
 from bot.settings import Settings
 from bot.storage.conversations import ConversationRepo
 from bot.storage.feedback import FeedbackRepo
@@ -24,6 +25,10 @@ class Services:
     feedback: FeedbackRepo
     # Story actions for the story endpoints; None when the bot has no story skill.
     stories: StoryService | None = None
+    # The dispatcher's gate, which story actions pass too (fair per user, bounded overall).
+    admission: Admission | None = None
+    # Seconds one story generation may take over the story API (the story skill's turn budget).
+    story_budget_s: float = 300.0
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -3,6 +3,7 @@ with Server-Sent Events streaming of passages as they are generated."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -10,26 +11,40 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.channels.http_api import authenticated_user, json_error, read_json
+from bot.channels.http_api import BUSY_RETRY_S, authenticated_user, json_error, read_json
 from bot.channels.ratelimit import spend_turn_budget
 from bot.channels.services import SERVICES
 from bot.core.errors import InputError, ModelUnavailable, NotFound, StorageError
 from bot.core.text import clean_text
+from bot.dispatch.admission import Busy, user_key
 from bot.story.service import StoryService
 from bot.story.tree import CandidateDone, GenerationDone, PassageDelta, passage_json
 
 log = logging.getLogger(__name__)
+_USER: web.RequestKey[int] = web.RequestKey("tandem_user_id", int)
+BUSY_MESSAGE = "I'm getting a lot of requests right now, so I didn't take that one. Please send it again shortly."
+TOO_SLOW = "That took too long, so I stopped; what was written so far is kept, marked incomplete."
+# What the generation task hands the response besides story events.
+_END, _TIMEOUT, _NOT_STORED = object(), object(), object()
 NOT_SAVED = "I can't save the story right now, so that passage was not kept. Please try again in a moment."
 
 
 @web.middleware
 async def story_errors(request: web.Request, handler) -> web.StreamResponse:
     """Service errors as JSON: bad input 400 (the message is meant for the user), unknown or
-    foreign story 404, no model 503."""
+    foreign story 404, no model 503. Every action that changes a story passes the dispatcher's
+    admission first, as a chat turn does: refused at once (503 busy) past the user's share."""
     if not request.path.startswith("/api/stories"):
         return await handler(request)
     try:
-        return await handler(request)
+        admission = request.app[SERVICES].admission
+        if request.method in ("GET", "HEAD", "OPTIONS") or admission is None:
+            return await handler(request)
+        with admission.entered(user_key("api", "", await _user(request))):
+            return await handler(request)
+    except Busy:
+        return web.json_response({"error": {"code": "busy", "message": BUSY_MESSAGE}}, status=503,
+                                 headers={"Retry-After": str(BUSY_RETRY_S)})
     except InputError as exc:
         return json_error(400, "invalid", str(exc))
     except NotFound:
@@ -45,8 +60,16 @@ def _service(request: web.Request) -> StoryService:
     return service
 
 
+async def _user(request: web.Request) -> int:
+    """The request's user, authenticated once per request (the admission gate needs it first)."""
+    user_id = request.get(_USER)
+    if user_id is None:
+        user_id = request[_USER] = await authenticated_user(request)
+    return user_id
+
+
 async def _story(request: web.Request) -> tuple[StoryService, int, int]:
-    user_id = await authenticated_user(request)
+    user_id = await _user(request)
     try:
         story_id = int(request.match_info["story_id"])
     except ValueError:
@@ -90,12 +113,12 @@ def _wants_stream(request: web.Request) -> bool:
 # --- stories ------------------------------------------------------------------------
 
 async def list_stories(request: web.Request) -> web.Response:
-    user_id = await authenticated_user(request)
+    user_id = await _user(request)
     return web.json_response({"stories": await _service(request).list_stories(user_id)})
 
 
 async def start_story(request: web.Request) -> web.Response:
-    user_id = await authenticated_user(request)
+    user_id = await _user(request)
     await spend_turn_budget(request, user_id)
     body = await read_json(request)
     fields = {key: _text(body, key, required=False) for key in ("title", "genre", "premise", "style", "text")}
@@ -108,7 +131,7 @@ async def start_story(request: web.Request) -> web.Response:
 
 
 async def import_story(request: web.Request) -> web.Response:
-    user_id = await authenticated_user(request)
+    user_id = await _user(request)
     await spend_turn_budget(request, user_id)
     view = await _service(request).import_(user_id, _cleaned(await read_json(request)))
     return web.json_response({"story": view.to_json()}, status=201)
@@ -174,29 +197,62 @@ async def retry_story(request: web.Request) -> web.StreamResponse:
 
 async def _respond_generation(request: web.Request, events: AsyncIterator[Any]) -> web.StreamResponse:
     """JSON of the finished generation, or SSE: `delta` pieces, a `candidate` as each is stored,
-    then `done` with the story. Bad input fails before the stream opens (400/404)."""
+    then `done` with the story. Bad input fails before the stream opens (400/404).
+
+    The generation runs in a task of its own, under the story budget: a client that leaves, or a
+    generation past the budget, cancels it, and the passage so far is stored as incomplete."""
     first = await anext(events)  # raises InputError/NotFound while a plain error answer is still possible
-    if not _wants_stream(request):
-        done = first
-        async for event in events:
-            done = event
-        assert isinstance(done, GenerationDone)
-        return web.json_response(done.to_json())
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await response.prepare(request)
-    event: Any = first
-    while True:
-        await response.write(_sse(event))
+    budget_s = request.app[SERVICES].story_budget_s
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump() -> None:
         try:
-            event = await anext(events)
-        except StopAsyncIteration:
-            break
+            async with asyncio.timeout(budget_s):
+                async for event in events:
+                    queue.put_nowait(event)
+            queue.put_nowait(_END)
+        except TimeoutError:
+            log.warning("story generation over budget budget_s=%.0f", budget_s)
+            queue.put_nowait(_TIMEOUT)
         except StorageError:
-            # The stream is open, so no error status can be sent: the error is its last event.
-            # What the events before it called stored is stored; the rest was not.
-            await response.write(_sse_error("storage_unavailable", NOT_SAVED))
-            break
-    return response
+            queue.put_nowait(_NOT_STORED)
+
+    pumping = asyncio.create_task(pump())
+    try:
+        if not _wants_stream(request):
+            done = first
+            while (item := await queue.get()) is not _END:
+                if item is _NOT_STORED:
+                    raise StorageError("the story could not be stored")
+                if item is _TIMEOUT:
+                    return json_error(504, "timeout", TOO_SLOW)
+                done = item
+            assert isinstance(done, GenerationDone)
+            return web.json_response(done.to_json())
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        try:
+            item: Any = first
+            while item is not _END:
+                if item is _NOT_STORED:
+                    # The stream is open, so no error status can be sent: the error is its last event.
+                    # What the events before it called stored is stored; the rest was not.
+                    await response.write(_sse_error("storage_unavailable", NOT_SAVED))
+                    break
+                if item is _TIMEOUT:
+                    await response.write(_sse_error("timeout", TOO_SLOW))
+                    break
+                await response.write(_sse(item))
+                item = await queue.get()
+        except ConnectionResetError:
+            # The client left (a closed tab, a dropped connection): stop writing; the passage so far
+            # is stored, incomplete, when the generation is cancelled below.
+            log.info("story stream client left path=%s", request.path)
+        return response
+    finally:
+        if not pumping.done():
+            pumping.cancel()
+        await asyncio.gather(pumping, return_exceptions=True)
 
 
 def _sse_error(code: str, message: str) -> bytes:

@@ -17,6 +17,7 @@ from bot.core.messages import Incoming, Reply
 from bot.core.skill import Skill, Turn
 from bot.core.state import DialogState
 from bot.core.text import clean_user_text
+from bot.dispatch.admission import Admission, user_key
 from bot.dispatch.registry import SkillRegistry
 from bot.dispatch.stream import TurnStream
 from bot.settings import DispatcherConfig
@@ -100,54 +101,29 @@ class Dispatcher:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
         self._running: set[asyncio.Task] = set()
-        self._per_user: dict[tuple[str, str], int] = {}
+        # Shared with the story API, so a story action and a chat turn count alike.
+        self.admission = Admission(self.config.max_turns_in_flight, self.config.max_turns_in_flight_per_user)
         # Set when a turn of the conversation ends in this process, so the next one goes at once.
         self._turn_ended: dict[str, asyncio.Event] = {}
         self._lease_s = self.config.turn_lease_s
-        # Turns refused for overload since the last warning (one warning a second at most, so
-        # an overload does not also flood the log).
-        self._refused = 0
-        self._refused_logged_at = 0.0
 
     def handle_turn(self, incoming: Incoming) -> TurnStream:
         """Start a turn and return its stream at once; the turn runs (and is stored) even if
         the caller stops listening."""
         stream = TurnStream()
-        user_key = (incoming.channel, str(incoming.owner_id) if incoming.owner_id is not None else incoming.user_id)
-        if not self._admit(user_key):
+        key = user_key(incoming.channel, incoming.user_id, incoming.owner_id)
+        if not self.admission.try_enter(key):
             # Overload: refuse at once, before anything is stored or acknowledged, rather than
             # accept turns that would wait out the database pool's timeout and fail later.
-            self._refused += 1
-            now = time.monotonic()
-            if now - self._refused_logged_at >= 1.0:
-                log.warning("turns refused for overload: %d since the last warning, %d turns in flight",
-                            self._refused, len(self._running))
-                self._refused, self._refused_logged_at = 0, now
             language = incoming.language if incoming.language in BUSY else "en"
             stream.finish(Reply(incoming.conversation_id or "", BUSY[language], "dispatcher", status="busy"))
             return stream
-        self._per_user[user_key] = self._per_user.get(user_key, 0) + 1
         task = asyncio.create_task(self._run(incoming, stream))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-        task.add_done_callback(lambda _: self._user_done(user_key))
+        task.add_done_callback(lambda _: self.admission.leave(key))
         task.add_done_callback(_log_task_death)
         return stream
-
-    def _admit(self, user_key: tuple[str, str]) -> bool:
-        """Fair admission: a user past their own share is refused while others still get in, so
-        one greedy client cannot fill the global limit for everyone."""
-        limit, per_user = self.config.max_turns_in_flight, self.config.max_turns_in_flight_per_user
-        if per_user and self._per_user.get(user_key, 0) >= per_user:
-            return False
-        return not limit or len(self._running) < limit
-
-    def _user_done(self, user_key: tuple[str, str]) -> None:
-        left = self._per_user.get(user_key, 1) - 1
-        if left > 0:
-            self._per_user[user_key] = left
-        else:
-            self._per_user.pop(user_key, None)
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Let the turns in flight finish (and be stored) before shut-down; cancel stragglers."""

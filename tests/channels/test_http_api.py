@@ -173,9 +173,8 @@ async def test_streamed_reply_arrives_as_server_sent_events(client) -> None:
 async def test_an_overloaded_bot_answers_503_busy_and_stores_nothing(client, tandem) -> None:
     conversation, token = await open_conversation(client)
     dispatcher = tandem.dispatcher
-    dispatcher.config = dispatcher.config.model_copy(update={"max_turns_in_flight": 1})
-    blocker = asyncio.Event()
-    dispatcher._running.add(asyncio.ensure_future(blocker.wait()))  # one turn "in flight"
+    dispatcher.admission.max_total = 1
+    dispatcher.admission.in_flight += 1  # one turn "in flight"
     try:
         response = await client.post(f"/api/conversations/{conversation}/messages", json={"text": "help"},
                                      headers=auth(token))
@@ -183,5 +182,21 @@ async def test_an_overloaded_bot_answers_503_busy_and_stores_nothing(client, tan
         assert (await response.json())["error"]["code"] == "busy"
         assert await tandem.conversations.messages(conversation) == []
     finally:
-        blocker.set()
-        dispatcher._running.clear()
+        dispatcher.admission.in_flight -= 1
+
+
+async def test_story_actions_pass_the_same_admission_as_chat_turns(client, tandem) -> None:
+    _, token = await open_conversation(client)
+    user = await tandem.conversations.user_by_token(token)
+    admission = tandem.dispatcher.admission
+    admission.max_per_user = 1
+    admission.try_enter(("user", str(user)))  # this user's one turn is "in flight" (a chat turn, say)
+    try:
+        refused = await client.post("/api/stories", json={"text": "A fox."}, headers=auth(token))
+        assert refused.status == 503 and (await refused.json())["error"]["code"] == "busy"
+        assert refused.headers["Retry-After"] == "5"
+        assert (await (await client.get("/api/stories", headers=auth(token))).json())["stories"] == []
+    finally:
+        admission.leave(("user", str(user)))
+    started = await client.post("/api/stories", json={"text": "A fox."}, headers=auth(token))
+    assert started.status == 201 and admission.in_flight == 0

@@ -141,3 +141,59 @@ async def test_a_patch_with_one_bad_field_changes_nothing(client) -> None:
     assert kept["title"] == "Owls" and kept["memory"] == ""
     changed = (await call(client, "PATCH", path, auth, json={"title": "Renamed", "memory": "Owls hoot."}))["story"]
     assert changed["title"] == "Renamed" and changed["memory"] == "Owls hoot."
+
+
+SLOW_STORY = " ".join(f"The owl flew over hill number {n}." for n in range(1, 60))
+
+
+@pytest.fixture
+async def slow_client(settings, monkeypatch):
+    from skills.story import StorySkill
+
+    monkeypatch.setattr(StorySkill, "time_budget_s", 1.5)  # the story API's budget is the story turn's
+    model = FakeLanguageModel(script=FakeScript(outputs=(SLOW_STORY,), delay_s=0.05))
+    tandem = await build_app(settings, language_model=model)
+    try:
+        async with TestClient(TestServer(init_app(tandem))) as test_client:
+            yield test_client
+    finally:
+        await tandem.close()
+
+
+async def passages_of(client, auth, story_id: int) -> list[dict]:
+    return (await call(client, "GET", f"/api/stories/{story_id}/tree", auth))["passages"]
+
+
+async def test_a_client_that_leaves_mid_passage_keeps_it_as_incomplete(slow_client) -> None:
+    import asyncio
+
+    client = slow_client
+    auth = await token(client)
+    sid = (await call(client, "POST", "/api/stories", auth, 201, json={"text": "An owl lived in an oak."}))["story"]["id"]
+    response = await client.post(f"/api/stories/{sid}/continue", headers={**auth, "Accept": "text/event-stream"},
+                                 json={"candidates": 1})
+    first = await response.content.readuntil(b"\n\n")
+    assert first.startswith(b"event: delta")
+    response.close()  # the tab is closed mid-passage
+    for _ in range(100):
+        stored = [p for p in await passages_of(client, auth, sid) if p["author"] == "model"]
+        if stored:
+            break
+        await asyncio.sleep(0.05)
+    assert len(stored) == 1 and stored[0]["status"] == "incomplete"
+    assert stored[0]["text"].startswith("The owl flew over hill number 1.")
+    assert not stored[0]["text"].endswith("number 59.")
+
+
+async def test_a_passage_past_the_budget_ends_with_a_timeout_and_is_kept(slow_client) -> None:
+    client = slow_client
+    auth = await token(client)
+    sid = (await call(client, "POST", "/api/stories", auth, 201, json={"text": "An owl lived in an oak."}))["story"]["id"]
+    raw = await call(client, "POST", f"/api/stories/{sid}/continue", {**auth, "Accept": "text/event-stream"},
+                     json={"candidates": 1})
+    events = sse_events(raw)
+    assert events[0][0] == "delta" and events[-1] == ("error", {"code": "timeout", "message": events[-1][1]["message"]})
+    stored = [p for p in await passages_of(client, auth, sid) if p["author"] == "model"]
+    assert len(stored) == 1 and stored[0]["status"] == "incomplete" and stored[0]["text"]
+    plain = await client.post(f"/api/stories/{sid}/retry", headers=auth, json={"candidates": 1})
+    assert plain.status == 504 and (await plain.json())["error"]["code"] == "timeout"

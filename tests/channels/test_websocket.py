@@ -199,18 +199,15 @@ async def test_an_overloaded_bot_says_busy_without_an_ack_and_takes_the_resend(c
     import asyncio
 
     dispatcher = tandem.dispatcher
-    dispatcher.config = dispatcher.config.model_copy(update={"max_turns_in_flight": 1})
-    blocker = asyncio.Event()
-    occupant = asyncio.ensure_future(blocker.wait())
-    dispatcher._running.add(occupant)  # one turn "in flight"
+    dispatcher.admission.max_total = 1
+    dispatcher.admission.in_flight += 1  # one turn "in flight"
     ws, _ = await hello(client)
     await ws.send_json({"type": "message", "client_id": "c1", "text": "help"})
     refused = await ws.receive_json()
     assert refused["type"] == "error" and refused["code"] == "busy" and refused["client_id"] == "c1"
     assert refused["retry_after"] >= 1
     assert await count(tandem, Message) == 0
-    blocker.set()
-    dispatcher._running.discard(occupant)
+    dispatcher.admission.in_flight -= 1
     await ws.send_json({"type": "message", "client_id": "c1", "text": "help"})  # the widget's resend
     ack, _ = await until(ws, "ack")
     assert ack["duplicate"] is False

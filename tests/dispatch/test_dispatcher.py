@@ -294,7 +294,7 @@ async def test_only_an_explicit_cancel_frees_a_held_conversation(dispatcher) -> 
 
 
 async def test_past_the_turns_in_flight_limit_a_turn_is_refused_at_once_and_stores_nothing(dispatcher) -> None:
-    dispatcher.config = dispatcher.config.model_copy(update={"max_turns_in_flight": 2})
+    dispatcher.admission.max_total = 2
     first, second = say(dispatcher, "ann", "slow: one"), say(dispatcher, "bob", "slow: two")
     refused = say(dispatcher, "cid", "echo: three")
     busy = await refused.reply()
@@ -308,8 +308,7 @@ async def test_past_the_turns_in_flight_limit_a_turn_is_refused_at_once_and_stor
 
 
 async def test_one_greedy_user_is_refused_past_their_share_while_others_are_served(dispatcher) -> None:
-    dispatcher.config = dispatcher.config.model_copy(update={"max_turns_in_flight": 10,
-                                                             "max_turns_in_flight_per_user": 2})
+    dispatcher.admission.max_total, dispatcher.admission.max_per_user = 10, 2
     greedy = [say(dispatcher, "ann", f"slow: {i}") for i in range(5)]
     other = say(dispatcher, "bob", "echo: hello")
     statuses = [(await s.reply()).status for s in greedy]
