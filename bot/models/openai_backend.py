@@ -13,6 +13,8 @@ from bot.core.errors import ModelError, ModelTimeout, ModelUnavailable
 from bot.models.base import GenerationParams, ModelBase, Prompt, StopFilter
 
 log = logging.getLogger(__name__)
+# Names the conversation or story a request continues, for story-sticky routing to model servers.
+CACHE_KEY_HEADER = "X-Tandem-Cache-Key"
 
 
 class OpenAiModel(ModelBase):
@@ -20,7 +22,9 @@ class OpenAiModel(ModelBase):
 
     Chat prompts go to /v1/chat/completions (the server applies the chat template), raw
     prompts to /v1/completions. `base_url` is the server root or its /v1 root. The server
-    sees `cache_key` as `user` (llama.cpp server and vLLM keep their own prefix caches).
+    sees `cache_key` as `user` and in the `X-Tandem-Cache-Key` header: a balancer in front of several
+    model servers routes on the header (nginx: `hash $http_x_tandem_cache_key consistent`), so a
+    story's requests reach the server whose prefix cache holds it, whichever Tandem worker sends them.
     Banned words need token ids the client does not have, so they are not sent; a warning
     says so once.
     """
@@ -133,8 +137,10 @@ class OpenAiModel(ModelBase):
             log.warning("banned_words are not supported by the openai backend; ignored model=%s", self.name)
             self._warned_banned = True
         endpoint, body = self._body(prompt, params)
+        headers = {}
         if cache_key:
             body["user"] = cache_key
+            headers[CACHE_KEY_HEADER] = cache_key
         url = f"{self.base_url}/{endpoint}"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
@@ -154,7 +160,7 @@ class OpenAiModel(ModelBase):
         try:
             try:
                 async with asyncio.timeout(remaining()):
-                    resp = await self._session.post(url, json=body)
+                    resp = await self._session.post(url, json=body, headers=headers)
             except TimeoutError:
                 raise ModelTimeout(f"{self.name}: no answer from {url} within {self.timeout_s:g} s") from None
             except aiohttp.ClientError as exc:

@@ -42,6 +42,7 @@ class StandIn:
     def __init__(self) -> None:
         self.mode = "ok"
         self.requests: list[dict] = []
+        self.cache_keys: list[str | None] = []
         self.disconnected = asyncio.Event()
 
     async def models(self, request: web.Request) -> web.Response:
@@ -49,6 +50,7 @@ class StandIn:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(await request.json())
+        self.cache_keys.append(request.headers.get("X-Tandem-Cache-Key"))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         words = ["Once ", "upon ", "a ", "time ", "there ", "was ", "a ", "fox."]
@@ -94,6 +96,9 @@ async def test_streams_pieces_and_sends_the_sampling(stand_in) -> None:
     assert body["model"] == "stand-in" and body["stream"] is True
     assert body["seed"] == 11 and body["max_tokens"] == 20 and body["user"] == "story-7"
     assert body["messages"] == [{"role": "user", "content": "Tell me"}]
+    # The header a balancer routes on, so a story keeps reaching the model server that caches it.
+    await model.generate("Once", params)
+    assert server.cache_keys == ["story-7", None]
 
 
 async def test_server_dying_mid_stream_raises_after_the_partial_pieces(stand_in) -> None:
