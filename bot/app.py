@@ -26,6 +26,7 @@ from bot.story.service import StoryService
 from skills.fallback import FallbackSkill
 from skills.feedback import FeedbackSkill
 from skills.help import HelpSkill
+from skills.language import LanguageSkill
 from skills.smalltalk import SmallTalkSkill
 from skills.story import StorySkill
 
@@ -141,7 +142,7 @@ async def start_annotators(annotators: list[Annotator]) -> None:
             await start()
 
 
-SHIPPED_SKILLS = (HelpSkill, FeedbackSkill, StorySkill, SmallTalkSkill, FallbackSkill)
+SHIPPED_SKILLS = (HelpSkill, FeedbackSkill, LanguageSkill, StorySkill, SmallTalkSkill, FallbackSkill)
 
 
 def build_skills(settings: Settings, feedback: FeedbackRepo, *, stories: StoryRepo | None = None,
@@ -151,6 +152,7 @@ def build_skills(settings: Settings, feedback: FeedbackRepo, *, stories: StoryRe
     registry = SkillRegistry()
     registry.register(SkillRegistry.configure(HelpSkill, tables))
     registry.register(SkillRegistry.configure(FeedbackSkill, tables, store=feedback))
+    registry.register(SkillRegistry.configure(LanguageSkill, tables))
     registry.register(SkillRegistry.configure(StorySkill, tables, repo=stories, model=language_model))
     registry.register(SkillRegistry.configure(SmallTalkSkill, tables, model=language_model))
     registry.register(SkillRegistry.configure(FallbackSkill, tables))

@@ -73,6 +73,9 @@ class FeedbackSkill(Skill):
 
     async def respond(self, turn: Turn) -> str:
         step = turn.state.get("step")
+        if isinstance(turn.metadata.get("rating"), int):
+            # A rating button, whatever was asked before: the rating, then the comment step.
+            return await self._take_rating(turn)
         if step == "rating":
             return await self._take_rating(turn)
         if step == "comment":
@@ -88,7 +91,8 @@ class FeedbackSkill(Skill):
         return turn.say(ASK_RATING)
 
     async def _take_rating(self, turn: Turn) -> str:
-        value = parse_rating(turn.text)
+        clicked = turn.metadata.get("rating")
+        value = clicked if isinstance(clicked, int) and 1 <= clicked <= 5 else parse_rating(turn.text)
         if value is None:
             turn.state["retries"] = turn.state.get("retries", 0) + 1
             if turn.state["retries"] > self.config.max_retries:

@@ -290,13 +290,14 @@ class TelegramChannel:
         return self._chat_locks.setdefault(chat_id, asyncio.Lock())
 
     async def _turn(self, chat: Chat, user: User | None, text: str, *, reply_to: int | None = None,
-                    conversation_id: str | None = None, client_message_id: str | None = None) -> Reply | None:
+                    conversation_id: str | None = None, client_message_id: str | None = None,
+                    skill: str | None = None, metadata: dict[str, Any] | None = None) -> Reply | None:
         external_id, name = self._subject(chat, user)
         # A message's chat and message id name it for good: an update delivered twice (a webhook
         # retried, a poller restarted) is answered from storage the second time, not run again.
         incoming = Incoming(CHANNEL, external_id, text, conversation_id=conversation_id, user_name=name,
-                            language=language_of(user), client_message_id=client_message_id,
-                            metadata={"chat_id": chat.id, "chat_type": chat.type})
+                            language=language_of(user), client_message_id=client_message_id, skill=skill,
+                            metadata={**(metadata or {}), "chat_id": chat.id, "chat_type": chat.type})
         # Started before any await, so a chat's turns reach the dispatcher in the order they came.
         stream = self.services.handle_turn(incoming)
         assert self.delivery is not None
@@ -363,13 +364,15 @@ class TelegramChannel:
         if code not in kb.LANGUAGE_NAMES:
             await self._tell(message.chat.id, say("language_ask", language_of(message.from_user)), kb.language_markup())
             return
-        await self._set_language(message.chat, message.from_user, code)
-        await self._tell(message.chat.id, say("language_set", code))
+        await self._set_language(message.chat, message.from_user, code,
+                                 client_message_id=f"tg:{message.chat.id}:{message.message_id}")
 
-    async def _set_language(self, chat: Chat, user: User | None, code: str) -> None:
-        user_id = await self._user_id(chat, user)
-        conversation_id = await self.services.conversations.current_conversation(user_id, CHANNEL)
-        await self.state.set_slot(conversation_id, "language", code)
+    async def _set_language(self, chat: Chat, user: User | None, code: str, *,
+                            client_message_id: str | None = None) -> None:
+        # A turn of the language skill, not a write of the channel's own: it is ordered with the
+        # conversation's other turns, so a turn in flight cannot overwrite the choice.
+        await self._turn(chat, user, f"/language {code}", skill="language", metadata={"language": code},
+                         client_message_id=client_message_id)
 
     async def _delete_command(self, message: Message) -> None:
         language = language_of(message.from_user)
@@ -431,25 +434,16 @@ class TelegramChannel:
         conversation_id, value = callback.args[0], int(callback.args[1])
         if not 1 <= value <= 5:
             raise ValueError(value)
-        conversations = self.services.conversations
         user_id = await self._user_id(message.chat, query.from_user)
-        if await conversations.owner_of(conversation_id) != user_id:
+        if await self.services.conversations.owner_of(conversation_id) != user_id:
             await self._answer(query, say("not_yours", language))
             return
         await self._answer(query, say("thanks", language))
         await self._show_choice(message, {kb.RATE, kb.SUGGEST}, f"{kb.STARS} {value}/5 ✓")
-        state = await conversations.load_state(conversation_id)
-        waiting = state.active_skill == "feedback" and state.skill_state.get("feedback", {}).get("step") == "rating"
-        if waiting:
-            # The feedback skill asked (/rate): the click is its answer, and it asks for a comment.
-            await self._turn(message.chat, query.from_user, str(value), conversation_id=conversation_id)
-            return
-        rating_id = await self.services.feedback.add_rating(conversation_id, user_id, value, None, CHANNEL)
-        # The comment that may follow is the feedback skill's to take, as after /rate.
-        await self.state.hold(conversation_id, "feedback", {"step": "comment", "rating_id": rating_id})
-        skip = say("skip", language)
-        await self._tell(message.chat.id, say("ask_comment", language),
-                         InlineKeyboardMarkup([[kb.button(skip, kb.SUGGEST, 0)]]))
+        # A turn of the feedback skill: it stores the rating and asks for the comment that may follow,
+        # in order with the conversation's other turns (the channel writes no dialog state itself).
+        await self._turn(message.chat, query.from_user, str(value), conversation_id=conversation_id,
+                         skill="feedback", metadata={"rating": value}, client_message_id=f"cb:{query.id}")
 
     async def _click_suggestion(self, query: CallbackQuery, message: Message, callback: kb.Callback,
                                 language: str | None) -> None:
@@ -484,10 +478,9 @@ class TelegramChannel:
         code = callback.args[0]
         if code not in kb.LANGUAGE_NAMES:
             raise ValueError(code)
-        await self._set_language(message.chat, query.from_user, code)
         await self._answer(query, None)
         await self._show_choice(message, {kb.LANGUAGE}, f"{kb.LANGUAGE_NAMES[code]} ✓")
-        await self._tell(message.chat.id, say("language_set", code))
+        await self._set_language(message.chat, query.from_user, code, client_message_id=f"cb:{query.id}")
 
     async def _click_delete(self, query: CallbackQuery, message: Message, callback: kb.Callback,
                             language: str | None) -> None:

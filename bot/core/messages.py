@@ -34,6 +34,9 @@ class Incoming:
     metadata: dict[str, Any] = field(default_factory=dict)
     owner_id: int | None = None
     client_message_id: str | None = None
+    # A button or command addressed to one skill (a rating click to feedback, a language button):
+    # the turn goes to that skill, whatever holds the conversation; its values are in `metadata`.
+    skill: str | None = None
 
 
 @dataclass(frozen=True)

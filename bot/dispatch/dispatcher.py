@@ -265,13 +265,17 @@ class Dispatcher:
         route = _Route()
         try:
             turn.history = opened.history
-            route = self._route(state, turn)
+            addressed = self.skills.get(incoming.skill)
+            route = _Route(skill=addressed) if addressed is not None else self._route(state, turn)
             skill_name = route.skill.name if route.skill else "graph"
             for part in route.prefix:
                 pieces.append(part)
                 stream.push(part)
+            held = state.active_skill
             if route.skill is not None:
                 status = await self._run_skill(route.skill, turn, state, pieces, stream)
+            if addressed is not None and state.active_skill is None:
+                state.active_skill = held  # a button aside (a language choice) leaves a story open
         except Exception as exc:  # the one catch-all of a turn: log it, answer politely
             log.exception("turn failed conversation=%s skill=%s", conversation_id, skill_name)
             # A database that refuses writes is not "something broke": say that nothing was saved.

@@ -84,7 +84,7 @@ async def test_a_conversation_end_offers_a_rating_that_lands_with_its_comment(bo
 
     await api.click_button(ANN, "5")
     ask = (await api.wait_messages(ANN, 3))[2]
-    assert "comment" in ask["text"].lower() and api.buttons(ask) == ["skip"]
+    assert "comment" in ask["text"].lower() and api.buttons(ask)[0] == "skip"  # then the thumbs of any reply
     await api.send_text(ANN, "Lovely, thanks")
     await api.wait_messages(ANN, 4)
     feedback = await bot.rows(Feedback, Feedback.kind != "thumb")

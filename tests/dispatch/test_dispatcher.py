@@ -314,3 +314,16 @@ async def test_one_greedy_user_is_refused_past_their_share_while_others_are_serv
     statuses = [(await s.reply()).status for s in greedy]
     assert statuses == ["complete", "complete", "busy", "busy", "busy"]
     assert (await other.reply()).status == "complete"
+
+
+async def test_a_turn_addressed_to_a_skill_goes_there_and_leaves_a_held_skill_holding(dispatcher) -> None:
+    from skills.language import LanguageSkill
+
+    dispatcher.skills.register(LanguageSkill())
+    assert (await say(dispatcher, "ann", "hold: start").reply()).text == "held 1"
+    switched = await dispatcher.handle_turn(Incoming("test", "ann", "/language ru", skill="language",
+                                                     metadata={"language": "ru"})).reply()
+    assert switched.skill == "language" and switched.text == "Хорошо, говорим по-русски."
+    state = await dispatcher.repo.load_state(switched.conversation_id)
+    assert state.slots["language"] == "ru" and state.active_skill == "hold"
+    assert (await say(dispatcher, "ann", "more").reply()).text == "held 2"  # the held skill still has it
