@@ -8,6 +8,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from bot.channels.telegram_config import TelegramConfig
 from bot.channels.telegram_delivery import Delivery
 from bot.channels.telegram_texts import COMMANDS, CONTENT_KINDS, language_of, say, split_command
 from bot.core.errors import BotError, ConfigError, InputError, NotFound
-from bot.core.messages import Incoming, Reply
+from bot.core.messages import Incoming, Reply, ReplyStream
 from bot.storage.channel_state import ChannelStateRepo
 from bot.storage.leader import Leadership
 
@@ -41,6 +42,8 @@ STORY_COMMANDS = {kb.STORY_CHOOSE: "/choose {}", kb.STORY_RETRY: "/retry", kb.ST
 POLL_JOB = "telegram-poll"
 POLL_LOCK_FILE = "telegram-poll.lock"
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+# The update being handled, so a turn started for it can tell its webhook POST that it is taken.
+_UPDATE_ID: ContextVar[int | None] = ContextVar("telegram_update_id", default=None)
 
 
 class TelegramChannel:
@@ -63,6 +66,10 @@ class TelegramChannel:
         self._story_messages: dict[int, tuple[int, InlineKeyboardMarkup | None]] = {}
         self._leadership: Leadership | None = None
         self._leading: asyncio.Task | None = None
+        # Webhook mode: update id -> done once the update is taken (see `webhook`), and the tasks
+        # that wait for a turn's user message to be stored.
+        self._taking: dict[int, asyncio.Future[None]] = {}
+        self._watchers: set[asyncio.Task] = set()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -119,6 +126,7 @@ class TelegramChannel:
             await self.delivery.call("setWebhook", lambda: app.bot.set_webhook(
                 self.config.webhook_url, secret_token=self._secret, allowed_updates=ALLOWED_UPDATES,
                 drop_pending_updates=self.config.drop_pending_updates,
+                max_connections=self.config.webhook_max_connections,
             ))
         log.info("telegram channel started bot=@%s mode=%s", app.bot.username, self.config.mode)
 
@@ -154,6 +162,11 @@ class TelegramChannel:
             log.info("telegram polling stopped")
 
     async def stop(self) -> None:
+        for taken in self._taking.values():  # a webhook POST still waiting is answered now
+            if not taken.done():
+                taken.set_result(None)
+        for watcher in list(self._watchers):
+            watcher.cancel()
         leading, self._leading = self._leading, None
         if leading is not None:
             leading.cancel()  # stops polling and hands leadership on
@@ -216,12 +229,59 @@ class TelegramChannel:
             raise web.HTTPBadRequest(reason="not a Telegram update") from None
         if update is None:
             raise web.HTTPBadRequest(reason="not a Telegram update")
-        await app.update_queue.put(update)
+        # Answered once the update is taken: its turn's user message stored (the conversation's
+        # ticket, docs/architecture.md "A turn"), or its handling done when it makes no turn.
+        # Telegram sends the next update (max_connections=1) only then, to whichever worker, so
+        # a chat's messages reach the database in the order Telegram sent them.
+        update_id = update.update_id
+        taken = self._taking.get(update_id)
+        if taken is None or taken.done():
+            taken = self._taking[update_id] = asyncio.get_running_loop().create_future()
+        try:
+            await app.update_queue.put(update)
+            done, _ = await asyncio.wait({taken}, timeout=self.config.webhook_take_timeout_s)
+            if not done:
+                log.warning("telegram webhook answered before the update was taken update_id=%s "
+                            "waited_s=%s", update_id, self.config.webhook_take_timeout_s)
+        finally:
+            if self._taking.get(update_id) is taken:
+                del self._taking[update_id]
         return web.json_response({"ok": True})
+
+    def _taken(self, update_id: int) -> None:
+        taken = self._taking.get(update_id)
+        if taken is not None and not taken.done():
+            taken.set_result(None)
+
+    def _taken_when_stored(self, stream: ReplyStream) -> None:
+        """The update being handled is taken once the turn's user message is stored; the turn
+        goes on meanwhile (a task waits for it, not the turn)."""
+        update_id = _UPDATE_ID.get()
+        taken = self._taking.get(update_id) if update_id is not None else None
+        if taken is None or taken.done():
+            return  # polling, or the webhook POST is answered already
+
+        def stored(watcher: asyncio.Task) -> None:
+            self._watchers.discard(watcher)
+            if not watcher.cancelled():
+                watcher.exception()  # retrieved: user_message_id() does not fail, a broken stream must not warn
+            self._taken(update_id)
+
+        watcher = asyncio.ensure_future(stream.user_message_id())
+        self._watchers.add(watcher)
+        watcher.add_done_callback(stored)
 
     # --- updates: the whole policy -------------------------------------------------------
 
     async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        token = _UPDATE_ID.set(update.update_id)
+        try:
+            await self._handle(update)
+        finally:
+            _UPDATE_ID.reset(token)
+            self._taken(update.update_id)  # handled without a turn, or the turn's message is stored
+
+    async def _handle(self, update: Update) -> None:
         if update.callback_query is not None:
             await self._on_click(update.callback_query)
             return
@@ -300,6 +360,7 @@ class TelegramChannel:
                             metadata={**(metadata or {}), "chat_id": chat.id, "chat_type": chat.type})
         # Started before any await, so a chat's turns reach the dispatcher in the order they came.
         stream = self.services.handle_turn(incoming)
+        self._taken_when_stored(stream)
         assert self.delivery is not None
         async with self._chat_lock(chat.id):
             try:

@@ -18,6 +18,13 @@ class TelegramConfig(BaseModel):
     webhook_url: str | None = None
     # Path of the webhook route on Tandem's own aiohttp server.
     webhook_path: str = "/telegram/webhook"
+    # Webhook connections Telegram may open at once (setWebhook max_connections, 1-100). At 1 it
+    # sends the next update only after the previous was answered, and the answer waits until the
+    # update's message is stored: a chat's messages are taken in order, across any number of
+    # workers. Raising it trades each chat's order for throughput.
+    webhook_max_connections: int = Field(1, ge=1, le=100)
+    # Longest wait of a webhook answer for its update to be taken; then it answers all the same.
+    webhook_take_timeout_s: float = Field(10.0, gt=0)
     # The Bot API endpoint; a self-hosted Bot API server or a test server goes here.
     api_base_url: str = "https://api.telegram.org/bot"
     # Long-polling wait of one getUpdates call.

@@ -98,7 +98,8 @@ class FakeBotApi:
         return chat
 
     async def send_update(self, update: dict[str, Any]) -> int:
-        update = {"update_id": next(self._update_ids), **update}
+        if "update_id" not in update:
+            update = {"update_id": next(self._update_ids), **update}
         async with self._new_update:
             self._updates.append(update)
             self._new_update.notify_all()
@@ -115,6 +116,13 @@ class FakeBotApi:
     async def send_text(self, chat_id: int, text: str, *, user_id: int | None = None, chat_type: str = "private",
                         reply_to: dict[str, Any] | None = None) -> dict[str, Any]:
         """A user's text message; commands and @mentions get their entities as Telegram sets them."""
+        update = self.text_update(chat_id, text, user_id=user_id, chat_type=chat_type, reply_to=reply_to)
+        await self.send_update(update)
+        return update["message"]
+
+    def text_update(self, chat_id: int, text: str, *, user_id: int | None = None, chat_type: str = "private",
+                    reply_to: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The update of a user's text message with its update id, not queued: what a webhook is posted."""
         entities = []
         if text.startswith("/"):
             entities.append({"type": "bot_command", "offset": 0, "length": len(text.split()[0])})
@@ -128,8 +136,7 @@ class FakeBotApi:
         if reply_to is not None:
             content["reply_to_message"] = reply_to
         message = self._user_message(chat_id, user_id or chat_id, chat_type=chat_type, **content)
-        await self.send_update({"message": message})
-        return message
+        return {"update_id": next(self._update_ids), "message": message}
 
     async def send_content(self, chat_id: int, kind: str, *, user_id: int | None = None,
                            chat_type: str = "private") -> dict[str, Any]:

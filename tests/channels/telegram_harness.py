@@ -48,6 +48,13 @@ class RunningBot:
         async with self.tandem.db.transaction() as session:
             return list(await session.scalars(select(table).where(*where).order_by(table.id)))
 
+    async def post_update(self, update: dict[str, Any]) -> int:
+        """POST `update` to the webhook as Telegram does (with the secret); the answer's status."""
+        response = await self.client.post(self.channel.config.webhook_path, json=update,
+                                          headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
+        await response.read()
+        return response.status
+
     async def eventually(self, read: Callable[[], Awaitable[T]], check: Callable[[T], bool],
                          timeout: float = 5.0) -> T:
         """`await read()` until `check` holds (stores that follow a sent message land a moment later)."""
