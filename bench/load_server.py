@@ -209,16 +209,18 @@ def _child_limits() -> None:  # runs in the child between fork and exec
 
 
 class ServerProcess:
-    """`python -m bot.cli run` in its own data folder, on the given database, with the small model."""
+    """`python -m bot.cli run` in its own data folder, on the given database, with the small model;
+    `workers` > 1 runs `--workers N` (a supervising parent and N server processes on the port)."""
 
     def __init__(self, data_dir: Path, database_url: str | None, log_path: Path, *,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, workers: int = 1) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.log_path = log_path
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.extra_env = extra_env or {}
+        self.workers = workers
         self.process: subprocess.Popen | None = None
         self._log = None
 
@@ -238,8 +240,11 @@ class ServerProcess:
 
     def start(self) -> None:
         self._log = self.log_path.open("a", encoding="utf-8")
+        argv = [sys.executable, "-m", "bot.cli", "run", "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.workers > 1:
+            argv += ["--workers", str(self.workers)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "run", "--host", "127.0.0.1", "--port", str(self.port)],
+            argv,
             cwd=PROJECT_ROOT, env=self.environment(), stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT, preexec_fn=_child_limits,
         )

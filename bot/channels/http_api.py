@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +23,58 @@ log = logging.getLogger(__name__)
 CHANNEL = "api"
 # Seconds a client waits before sending again a turn refused for overload (status "busy").
 BUSY_RETRY_S = 5
+# Turns look their token up in this process's memory for this long, in at most this many entries.
+TOKEN_CACHE_TTL_S = 30.0
+TOKEN_CACHE_ENTRIES = 10_000
+
+
+class TokenCache:
+    """Bearer token → user id, remembered in process memory for `ttl_s` (bounded, least recently
+    used first out), so that a conversation's turns skip the token's database transaction.
+
+    Only the turn path uses it: a turn checks in its own first transaction that the conversation
+    belongs to the user, so an entry outliving its user (deleted by another process, within
+    `ttl_s`) still reaches nothing. DELETE /api/me forgets the user here at once. Unknown tokens
+    are never remembered. Keys are SHA-256 digests, not the tokens themselves."""
+
+    def __init__(self, ttl_s: float = TOKEN_CACHE_TTL_S, max_entries: int = TOKEN_CACHE_ENTRIES, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
+
+    @staticmethod
+    def _key(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def get(self, token: str) -> int | None:
+        key = self._key(token)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, token: str, user_id: int) -> None:
+        key = self._key(token)
+        self._entries[key] = (user_id, self._clock() + self.ttl_s)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def forget_user(self, user_id: int) -> None:
+        for key in [k for k, (uid, _) in self._entries.items() if uid == user_id]:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+TOKENS: web.AppKey[TokenCache] = web.AppKey("api_tokens", TokenCache)
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:
@@ -46,15 +102,22 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-async def authenticated_user(request: web.Request) -> int:
-    """The user behind the request's bearer token; 401 without a valid one."""
+async def authenticated_user(request: web.Request, *, cached: bool = False) -> int:
+    """The user behind the request's bearer token; 401 without a valid one. `cached`: the token
+    may be answered from this process's TokenCache (only where the caller checks ownership itself)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise web.HTTPUnauthorized(reason="missing session token (Authorization: Bearer TOKEN)")
-    user_id = await request.app[SERVICES].conversations.user_by_token(token.strip())
+    cache = request.app.get(TOKENS) if cached else None
+    if cache is not None and (user_id := cache.get(token)) is not None:
+        return user_id
+    user_id = await request.app[SERVICES].conversations.user_by_token(token)
     if user_id is None:
         raise web.HTTPUnauthorized(reason="unknown session token")
+    if cache is not None:
+        cache.put(token, user_id)
     return user_id
 
 
@@ -101,8 +164,9 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def post_message(request: web.Request) -> web.StreamResponse:
-    # The conversation's owner is checked inside the turn's first transaction, not before it.
-    user_id = await authenticated_user(request)
+    # The conversation's owner is checked inside the turn's first transaction, not before it,
+    # which is also what makes a remembered token safe here.
+    user_id = await authenticated_user(request, cached=True)
     conversation_id = request.match_info["conversation_id"]
     services: Services = request.app[SERVICES]
     body = await read_json(request)
@@ -188,6 +252,8 @@ async def delete_my_data(request: web.Request) -> web.Response:
                           "This deletes all your conversations, stories and feedback and cannot be undone; "
                           "repeat with ?confirm=true.")
     await request.app[SERVICES].conversations.delete_user(user_id)
+    if (cache := request.app.get(TOKENS)) is not None:
+        cache.forget_user(user_id)
     log.info("user data deleted user=%s channel=%s", user_id, CHANNEL)
     return web.Response(status=204)
 
@@ -198,6 +264,7 @@ def _language(body: dict[str, Any]) -> str | None:
 
 
 def add_routes(app: web.Application) -> None:
+    app[TOKENS] = TokenCache()
     app.router.add_post("/api/conversations", open_conversation)
     app.router.add_get("/api/conversations", list_conversations)
     app.router.add_get("/api/conversations/{conversation_id}/messages", list_messages)

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.channels.http_api import TokenCache
 from bot.server import init_app
 
 
@@ -200,3 +201,53 @@ async def test_story_actions_pass_the_same_admission_as_chat_turns(client, tande
         admission.leave(("user", str(user)))
     started = await client.post("/api/stories", json={"text": "A fox."}, headers=auth(token))
     assert started.status == 201 and admission.in_flight == 0
+
+
+# --- the turn path's token cache ------------------------------------------------------------------
+
+def test_the_token_cache_forgets_after_its_ttl_and_beyond_its_size() -> None:
+    now = [0.0]
+    cache = TokenCache(ttl_s=30, max_entries=2, clock=lambda: now[0])
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recently used
+    cache.put("c", 3)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
+    now[0] = 30.0
+    assert cache.get("a") is None and len(cache) == 1
+    cache.put("d", 4)
+    cache.forget_user(4)
+    assert cache.get("d") is None
+
+
+async def test_turns_look_a_token_up_once_and_deleting_my_data_refuses_it_at_once(client, tandem,
+                                                                                 monkeypatch) -> None:
+    conversation, token = await open_conversation(client)
+    lookups = []
+    user_by_token = tandem.conversations.user_by_token
+
+    async def counted(value: str):
+        lookups.append(value)
+        return await user_by_token(value)
+
+    monkeypatch.setattr(tandem.conversations, "user_by_token", counted)
+    url = f"/api/conversations/{conversation}/messages"
+    for _ in range(3):
+        assert (await client.post(url, json={"text": "help"}, headers=auth(token))).status == 200
+    assert lookups == [token]
+    assert (await client.delete("/api/me?confirm=true", headers=auth(token))).status == 204
+    response = await client.post(url, json={"text": "help"}, headers=auth(token))
+    assert response.status == 401 and (await response.json())["error"]["code"] == "unauthorized"
+
+
+async def test_a_remembered_token_of_a_user_deleted_elsewhere_reaches_nothing(client, tandem) -> None:
+    conversation, token = await open_conversation(client)
+    url = f"/api/conversations/{conversation}/messages"
+    assert (await client.post(url, json={"text": "help"}, headers=auth(token))).status == 200
+    # Deleted by another process: this one still remembers the token, and the turn refuses it.
+    await tandem.conversations.delete_user(await tandem.conversations.user_by_token(token))
+    response = await client.post(url, json={"text": "help"}, headers=auth(token))
+    assert response.status == 404
+    assert await tandem.conversations.messages(conversation) == []
+    # Everything else looks the token up afresh.
+    assert (await client.get("/api/conversations", headers=auth(token))).status == 401
