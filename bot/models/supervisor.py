@@ -177,18 +177,18 @@ class SupervisedModel:
             line = await asyncio.wait_for(process.stdout.readline(), self.config.load_timeout_s)
         except TimeoutError:
             _kill(worker)
-            await process.wait()
+            await _discard(process)
             raise self._start_failed(f"it did not finish loading within {self.config.load_timeout_s:g} s") from None
         message = _decode_or_none(line) if line else None  # empty: the worker ended before a word
         if message is None or message.get("ev") != "ready":
             if message is not None and message.get("ev") == "failed":
-                await process.wait()
+                await _discard(process)
                 error = wire.error_from_wire(message.get("kind", "ModelError"), message.get("message", ""))
                 self.state, self.last_error = "failed", str(error)
                 self._ready.set()
                 log.error("language model failed to load: %s", error)
                 raise ModelUnavailable(str(error)) from error
-            returncode = await process.wait()
+            returncode = await _discard(process)
             self.last_exit = wire.describe_exit(returncode)
             raise self._start_failed(f"its worker process ended while loading ({self.last_exit})", crashed=True)
         worker.info = message
@@ -378,6 +378,17 @@ class SupervisedModel:
                 _kill(worker)
 
         asyncio.create_task(watch(), name=f"lm-ping-{worker.pid}")
+
+
+async def _discard(process: asyncio.subprocess.Process) -> int:
+    """Wait for a worker that never became ready, closing its pipes, so no transport outlives it."""
+    if process.stdin is not None and not process.stdin.is_closing():
+        process.stdin.close()
+    returncode = await process.wait()
+    transport = getattr(process, "_transport", None)  # asyncio keeps it open until the pipes are drained
+    if transport is not None:
+        transport.close()
+    return returncode
 
 
 def _kill(worker: _Worker) -> None:

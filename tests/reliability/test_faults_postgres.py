@@ -219,7 +219,12 @@ async def test_postgres_server_restart_mid_conversation_loses_nothing(database_u
             while restart.returncode is None:  # the conversation goes on while the server restarts
                 reply = await bot.say(auth, conversation, "help")
                 if reply.get("message_id") is None:
-                    assert_not_saved(reply)
+                    if reply.get("user_message_id") is None:
+                        assert_not_saved(reply)  # the database failed before the turn began
+                    else:
+                        # The user message was stored and the answer made, then the restart struck the
+                        # turn's second transaction: the answer is shown without an id (as on SQLite).
+                        assert reply["status"] in ("complete", "fallback") and "Traceback" not in reply["text"]
                     polite += 1
                 try:
                     await asyncio.wait_for(restart.wait(), 0.2)
