@@ -1,7 +1,8 @@
 """Cheap turns under many conversations: closed-loop "help" turns over the HTTP API against a real `tandem run`.
 
 Run: .venv/bin/python -m bench.turns [--db sqlite,postgres] [--levels 1,10,100,1000] [--workers 1,2]
-     [--duration 20] [--warm-up 3] [--env KEY=VALUE ...] [--pin] [--json FILE] [--markdown] [--write [--append]]
+     [--duration 20] [--warm-up 3] [--env KEY=VALUE ...] [--pin] [--json FILE | --from-json FILE] [--markdown]
+     [--write [--append --title TEXT]]
 
 For each database, each worker count (`tandem run --workers N`, on one fixed port) and each level
 N: N conversations are opened (POST /api/conversations, one token user each), then every one of
@@ -379,24 +380,30 @@ def markdown(report: dict[str, Any], heading: str = SECTION) -> str:
     m = report["machine"]
     s = report["settings"]
     yes = {True: "yes", False: "no"}
+    server = ("rate limits off" + "".join(f", `{k}={v}`" for k, v in s["env"].items())
+              + (", each serving process pinned to a CPU of its own (`--pin`)" if s.get("pin") else ""))
     lines = [
         heading, "",
         f"`{report['command']}`", "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, avx2 {yes[m['avx2']]}, avx512f {yes[m['avx512f']]}, "
         f"amx {yes[m['amx']]}; load average {' / '.join(str(x) for x in m['load_average'])} at the start, "
-        f"{' / '.join(str(x) for x in report['load_average_end'])} at the end; the load generator runs on the "
-        f"same CPUs. Server: `tandem run` (bundled:smollm2, 1 thread, never used by these turns), rate limits "
-        f"off" + (", " + ", ".join(f"`{k}={v}`" for k, v in s["env"].items()) if s["env"] else "")
-        + (", each serving process pinned to a CPU of its own (`--pin`)" if s.get("pin") else "") + ". "
-        f"Each level N: N conversations (one token user each) send `{TEXT}` over `POST "
-        f"/api/conversations/{{id}}/messages`, each the next as soon as the previous answer came, "
-        f"{s['warm_up_s']:g} s warm-up then {s['duration_s']:g} s measured; a failed turn waits "
-        f"{ERROR_PAUSE_S:g} s before the next, a 503 `busy` counts as an error. Server CPU = user + system "
-        f"time of the server process(es) (with --workers 2, the parent and both workers; never the model "
-        f"worker processes), from /proc, over the window, per turn answered; generator = this benchmark's "
-        f"own process. Ratios: turns/s against 1 worker (same database and level); p50 against level 1 "
-        f"(same database and workers).", "",
-        f"Goals: {GOALS}.", "",
+        f"{' / '.join(str(x) for x in report['load_average_end'])} at the end. Settings: {server}; "
+        f"{s['warm_up_s']:g} s warm-up, {s['duration_s']:g} s measured per level.", "",
+    ]
+    if heading == SECTION:  # the method once, not again in each added run
+        lines += [
+            f"Server: `tandem run` as a child process (bundled:smollm2, 1 thread: loaded by the start-up "
+            f"check, never used by these turns); the load generator runs on the same CPUs. Each level N: N "
+            f"conversations (one token user each) send `{TEXT}` over `POST /api/conversations/{{id}}/messages`, "
+            f"each the next as soon as the previous answer came (closed loop); a failed turn waits "
+            f"{ERROR_PAUSE_S:g} s before the next, a 503 `busy` counts as an error. Server CPU = user + system "
+            f"time of the server process(es) (with --workers 2, the parent and both workers; never the model "
+            f"worker processes), from /proc, over the window, per turn answered; generator = this benchmark's "
+            f"own process; machine busy = both CPUs, neighbours' work included. Ratios: turns/s against 1 "
+            f"worker (same database and level); p50 against level 1 (same database and workers).", "",
+            f"Goals: {GOALS}.", "",
+        ]
+    lines += [
         "| db | workers | conversations | turns/s (vs 1 worker) | p50 ms (vs level 1) | p95 ms | p99 ms "
         "| errors | server CPU ms/turn | server cores | generator CPU ms/turn | machine busy |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -457,6 +464,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warm-up", type=float, default=3.0, help="seconds played before each window")
     parser.add_argument("--env", type=_env, action="append", default=[], help="extra server setting, KEY=VALUE")
     parser.add_argument("--json", type=Path, help="write the full report here")
+    parser.add_argument("--from-json", type=Path, help="run nothing: print or write the report saved in this file")
     parser.add_argument("--markdown", action="store_true", help="print the markdown table")
     parser.add_argument("--write", action="store_true", help="replace the Turns section of BENCHMARKS.md")
     parser.add_argument("--append", action="store_true", help="with --write: add to the section, not replace it")
@@ -474,6 +482,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.from_json is not None:  # only the report of an earlier run, written or printed again
+        report = json.loads(args.from_json.read_text(encoding="utf-8"))
+        _publish(report, args)
+        return report
     raise_open_files_limit()
     report: dict[str, Any] = {
         "command": ".venv/bin/python -m bench.turns " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -484,14 +496,18 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     for kind in args.db:
         report["results"] += await run_database(kind, args)
     report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    text = markdown(report, f"### {args.title}" if args.append else SECTION)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    _publish(report, args)
+    return report
+
+
+def _publish(report: dict[str, Any], args: argparse.Namespace) -> None:
+    text = markdown(report, f"### {args.title}" if args.append else SECTION)
     if args.markdown:
         print(text)
     if args.write:
         write_section(PROJECT_ROOT / "BENCHMARKS.md", text, append=args.append)
-    return report
 
 
 if __name__ == "__main__":
