@@ -136,6 +136,42 @@ async def _drop_pg_database(name: str) -> None:
         await admin.close()
 
 
+async def advisory_lock_holder(key: int) -> int | None:
+    """The backend pid holding PostgreSQL advisory lock `key` (pg_locks is cluster-wide), or None."""
+    import asyncpg
+
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        return await admin.fetchval(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = $1 AND objid = $2", unsigned >> 32, unsigned & 0xFFFF_FFFF)
+    finally:
+        await admin.close()
+
+
+async def terminate_backend(pid: int) -> bool:
+    import asyncpg
+
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        return bool(await admin.fetchval("SELECT pg_terminate_backend($1)", pid))
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database (skipped when the server does not answer)."""
+    if not POSTGRES_AVAILABLE:
+        pytest.skip(f"PostgreSQL does not answer at {PG_ADMIN_URL}")
+    name, url = await _create_pg_database()
+    try:
+        yield url
+    finally:
+        await _drop_pg_database(name)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty database: a SQLite file, and a new PostgreSQL database when the server answers."""

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from bot.channels.telegram import POLL_JOB
 from bot.storage.locks import advisory_key
 from bot.storage.schema import Message
-from tests.conftest import PG_ADMIN_URL, POSTGRES_AVAILABLE, _create_pg_database, _drop_pg_database
+from tests.conftest import advisory_lock_holder, terminate_backend
 from tests.channels.telegram_harness import api, running_bot  # noqa: F401 - fixtures
 
 CHATS = (601, 602, 603)
@@ -75,23 +73,7 @@ async def test_a_killed_lock_connection_stops_the_leaders_polling_and_it_can_lea
 
 
 async def _terminate_lock_connection(url: str) -> None:
-    unsigned = advisory_key(POLL_JOB) & 0xFFFF_FFFF_FFFF_FFFF
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        killed = await admin.fetchval(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = $1 AND objid = $2", unsigned >> 32, unsigned & 0xFFFF_FFFF)
-    finally:
-        await admin.close()
-    assert killed
+    holder = await advisory_lock_holder(advisory_key(POLL_JOB))
+    assert holder is not None and await terminate_backend(holder)
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    if not POSTGRES_AVAILABLE:
-        pytest.skip(f"PostgreSQL does not answer at {PG_ADMIN_URL}")
-    name, url = await _create_pg_database()
-    try:
-        yield url
-    finally:
-        await _drop_pg_database(name)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from bot.storage.database import Database
 from bot.storage.leader import Leadership
 from bot.storage.locks import advisory_key
-from tests.conftest import PG_ADMIN_URL, POSTGRES_AVAILABLE, _create_pg_database, _drop_pg_database
+from tests.conftest import advisory_lock_holder, terminate_backend
 
 FAST = {"retry_s": 0.1, "check_s": 0.1}
 
@@ -84,26 +82,6 @@ async def test_the_waiting_contender_takes_over_when_the_leader_stops(database_u
         await db.close()
 
 
-async def _lock_holder_pid(url: str, key: int) -> int | None:
-    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
-    connection = await asyncpg.connect(PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + url.rsplit("/", 1)[1])
-    try:
-        return await connection.fetchval(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = $1 AND objid = $2", unsigned >> 32, unsigned & 0xFFFF_FFFF)
-    finally:
-        await connection.close()
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    if not POSTGRES_AVAILABLE:
-        pytest.skip(f"PostgreSQL does not answer at {PG_ADMIN_URL}")
-    name, url = await _create_pg_database()
-    try:
-        yield url
-    finally:
-        await _drop_pg_database(name)
 
 
 @pytest.mark.postgres
@@ -116,13 +94,8 @@ async def test_a_killed_lock_connection_ends_leadership_and_the_other_takes_over
     await _until(lambda: jobs[0].running)
     tasks.append(asyncio.create_task(second.lead(jobs[1].start, jobs[1].stop)))
     try:
-        holder = await _lock_holder_pid(database_url, advisory_key("job"))
-        assert holder is not None
-        admin = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            assert await admin.fetchval("SELECT pg_terminate_backend($1)", holder)
-        finally:
-            await admin.close()
+        holder = await advisory_lock_holder(advisory_key("job"))
+        assert holder is not None and await terminate_backend(holder)
 
         await _until(lambda: jobs[0].stops == 1)
         await _until(lambda: jobs[1].running)
@@ -130,7 +103,7 @@ async def test_a_killed_lock_connection_ends_leadership_and_the_other_takes_over
         # The first is a contender again and waits its turn.
         await asyncio.sleep(0.5)
         assert not jobs[0].running and jobs[0].starts == 1
-        assert await _lock_holder_pid(database_url, advisory_key("job")) not in (None, holder)
+        assert await advisory_lock_holder(advisory_key("job")) not in (None, holder)
     finally:
         for task in tasks:
             task.cancel()
