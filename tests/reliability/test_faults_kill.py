@@ -23,6 +23,7 @@ from tests.models.conftest import needs_llama_cpp, needs_smollm2
 
 RATINGS = 60          # posted at once while the story streams; the per-IP burst allows 120 requests
 KILL_AFTER_RATINGS = 1    # the kill comes at the first one, so the passage is surely still streaming
+KILL_ATTEMPTS = 4
 START_TIMEOUT_S = 180
 
 
@@ -218,21 +219,28 @@ async def test_sigkill_mid_story_and_mid_ratings_loses_nothing_acknowledged(
         acked.passage(story["passages"][0])
         assert (await ann.continue_story(story["id"]))["candidates"][0]["status"] == "complete"
 
-        # The kill: a passage is streaming and ratings are being written when the process dies.
-        first_delta, seen = asyncio.Event(), []
-        streaming = asyncio.create_task(ann.stream_story(story["id"], first_delta, seen))
-        await asyncio.wait_for(first_delta.wait(), 120)
-        ratings = [asyncio.create_task(ann.rate(1 + n % 5)) for n in range(RATINGS)]
-        for finished in asyncio.as_completed(ratings):
-            await finished
-            if len(acked.ratings) >= KILL_AFTER_RATINGS:
+        # The kill: a passage is streaming and ratings are being written when the process dies. The
+        # small model sometimes writes a whole passage between two events: then it is tried again.
+        for attempt in range(KILL_ATTEMPTS):
+            if attempt:
+                ann.base = await tandem.start()
+            first_delta, seen = asyncio.Event(), []
+            streaming = asyncio.create_task(ann.stream_story(story["id"], first_delta, seen))
+            await asyncio.wait_for(first_delta.wait(), 120)
+            acknowledged_before = len(acked.ratings)
+            ratings = [asyncio.create_task(ann.rate(1 + n % 5)) for n in range(RATINGS)]
+            for finished in asyncio.as_completed(ratings):
+                await finished
+                if len(acked.ratings) - acknowledged_before >= KILL_AFTER_RATINGS:
+                    break
+            await tandem.kill()
+            killed_mid_story = "done" not in seen
+            ratings_acknowledged = len(acked.ratings) - acknowledged_before
+            await asyncio.gather(streaming, *ratings, return_exceptions=True)  # their connections broke
+            if killed_mid_story:
                 break
-        await tandem.kill()
-        killed_mid_story = "done" not in seen
-        ratings_acknowledged = len(acked.ratings)
-        await asyncio.gather(streaming, *ratings, return_exceptions=True)  # their connections broke
         in_flight = RATINGS - ratings_acknowledged
-        assert killed_mid_story, f"the passage finished before the kill: {seen}"
+        assert killed_mid_story, f"the passage finished before the kill, {KILL_ATTEMPTS} times: {seen}"
         assert in_flight > 0, "every rating was answered before the kill"
 
         # Started again on the same data: everything acknowledged is there, and things go on.
