@@ -57,6 +57,8 @@ class Tandem:
 
     async def close(self) -> None:
         await self.dispatcher.close()
+        if self.dispatcher.relay is not None:
+            await self.dispatcher.relay.close()
         for skill in self.skills:
             await skill.close()
         if self.language_model is not None:
@@ -170,6 +172,14 @@ def load_graphs(settings: Settings, catalogue: IntentCatalogue, skills: SkillReg
     return GraphEngine(registry)
 
 
+def build_turn_relay(settings: Settings):
+    """With Redis, a turn's reply streams to another worker that answers a resend of it."""
+    if settings.server.redis_url is None:
+        return None
+    from bot.dispatch.relay_redis import RedisTurnRelay  # only a deployment with Redis needs it
+    return RedisTurnRelay(settings.server.redis_url.get_secret_value())
+
+
 async def build_app(settings: Settings, *, migrate: bool = True,
                     language_model: LanguageModel | None = None) -> Tandem:
     """Build a running Tandem from settings: strict, so a bad file or value stops here.
@@ -190,7 +200,8 @@ async def build_app(settings: Settings, *, migrate: bool = True,
         annotators = build_annotators(settings.nlu, catalogue, Path(settings.data_dir), language_model)
         await start_annotators(annotators)
         dispatcher = Dispatcher(
-            conversations, skills, annotators, graphs, settings.dispatcher, settings.nlu.intent_threshold
+            conversations, skills, annotators, graphs, settings.dispatcher, settings.nlu.intent_threshold,
+            relay=build_turn_relay(settings),
         )
     except BaseException:
         await db.close()

@@ -12,6 +12,7 @@ import logging
 import threading
 import traceback
 from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
 
@@ -71,3 +72,13 @@ def _scrub(record: logging.LogRecord) -> None:
         if cleaned != text:
             # Formatters use a record's exc_text as is when it is set.
             record.exc_text = cleaned
+
+
+def safe_redis_url(url: str) -> str:
+    """The URL with its password hidden, fit for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -15,7 +15,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio
 from limits import RateLimitItemPerSecond
@@ -23,6 +22,7 @@ from limits.aio import storage as aio_storage
 from limits.aio import strategies as aio_strategies
 
 from bot.channels.ratelimit import RateLimit, RateLimiter
+from bot.redaction import safe_redis_url
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +31,6 @@ KEY_PREFIX = "tandem-ratelimit"
 REDIS_TIMEOUT_S = 0.25
 # After a failure, Redis is left alone this long (one log line per such interval).
 RETRY_S = 10.0
-
-
-def safe_redis_url(url: str) -> str:
-    """The URL with its password hidden, fit for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def window_of(limit: RateLimit) -> RateLimitItemPerSecond:

@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,12 +189,21 @@ class WidgetSession:
         if conversation_id is None:
             conversation_id = await repo.current_conversation(user_id, CHANNEL)
         self.conversation_id = conversation_id
-        await self.welcome(token=new_token or token, resumed=new_token is None)
-        # Turns of this conversation still running (the socket broke mid-answer): their replies follow.
+        # Turns of this conversation still unanswered (the socket broke mid-answer): their replies
+        # follow. This process's are in its ledger; another worker's (the socket reconnected here)
+        # are found in SQL and taken again as resends, which follow the first turn to its answer.
+        elsewhere = [] if new_token else [
+            (client_id, text) for client_id, text in await repo.unanswered(conversation_id)
+            if self.ledger.get(conversation_id, client_id) is None
+        ]
+        await self.welcome(token=new_token or token, resumed=new_token is None,
+                           elsewhere=[client_id for client_id, _ in elsewhere])
         for client_id, sent in self.ledger.running(conversation_id):
             self.spawn(self._finish_later(client_id, sent))
+        for client_id, text in elsewhere:
+            self._take(client_id, text, duplicate=True)
 
-    async def welcome(self, *, token: str | None, resumed: bool) -> None:
+    async def welcome(self, *, token: str | None, resumed: bool, elsewhere: Sequence[str] = ()) -> None:
         assert self.conversation_id is not None
         messages = await self.services.conversations.messages(self.conversation_id)
         feedback = await self.services.feedback.for_conversation(self.conversation_id)
@@ -212,7 +222,7 @@ class WidgetSession:
                  "thumb": thumbs.get(m.id), "created_at": m.created_at.isoformat()}
                 for m in messages
             ],
-            "rating": rating, "pending": running,
+            "rating": rating, "pending": [*running, *elsewhere],
         })
 
     async def message(self, frame: dict[str, Any]) -> None:
@@ -235,15 +245,20 @@ class WidgetSession:
         except InputError as exc:
             await self.send({"type": "rejected", "client_id": client_id, "message": str(exc)})
             return
-        # The client id is also the message's idempotency key in SQL: a resend this ledger does not
-        # know (after a restart, or to another worker) is answered from storage by the dispatcher.
+        self._take(client_id, text, duplicate=False)
+
+    def _take(self, client_id: str, text: str, *, duplicate: bool) -> None:
+        """Run the message's turn and answer it on this socket. The client id is also the message's
+        idempotency key in SQL: a resend this ledger does not know (after a restart, or to another
+        worker) is answered from storage by the dispatcher, streamed meanwhile where a relay is."""
+        assert self.user_id is not None and self.conversation_id is not None
         stream = self.services.handle_turn(Incoming(
             CHANNEL, str(self.user_id), text, conversation_id=self.conversation_id, language=self.language,
             owner_id=self.user_id, client_message_id=client_id,
         ))
         sent = _Sent(stream, self.conversation_id)
         self.ledger.add(self.conversation_id, client_id, sent)
-        self.spawn(self._answer(client_id, sent, self._forward, duplicate=False))
+        self.spawn(self._answer(client_id, sent, self._forward, duplicate=duplicate))
 
     async def _answer(self, client_id: str, sent: _Sent, forward, *, duplicate: bool) -> None:
         """`ack` once the message is stored (the widget then drops it from its outbox), then the

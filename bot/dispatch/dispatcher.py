@@ -19,9 +19,11 @@ from bot.core.state import DialogState
 from bot.core.text import clean_user_text
 from bot.dispatch.admission import Admission, user_key
 from bot.dispatch.registry import SkillRegistry
+from bot.dispatch.relay import RelayPublisher, TurnRelay
 from bot.dispatch.stream import TurnStream
 from bot.settings import DispatcherConfig
 from bot.storage.conversations import ConversationRepo, NewMessage, OpenedTurn, StoredReply
+from bot.storage.leases import poll_until, start_renewing
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +93,12 @@ class Dispatcher:
         graphs: GraphEngineLike | None = None,
         config: DispatcherConfig | None = None,
         intent_threshold: float = 0.5,
+        relay: TurnRelay | None = None,
     ) -> None:
         self.repo = repo
+        # Streams a turn's reply to another process answering a resend of it (None: one process,
+        # or no Redis: such a resend gets the whole reply once it is stored).
+        self.relay = relay
         self.skills = skills
         self.annotators = list(annotators)
         self.graphs = graphs
@@ -163,13 +169,25 @@ class Dispatcher:
         """Wait until the earlier turns of the conversation are answered: at once when one of this
         process ends, by polling (with backoff) for those of other processes. A dead process's turn
         stops counting once its lease is over."""
-        delay = 0.02
-        while await self.repo.is_behind(conversation_id, message_id):
-            ended = self._turn_ended.setdefault(conversation_id, asyncio.Event())
-            try:
-                await asyncio.wait_for(ended.wait(), delay)
-            except TimeoutError:
-                delay = min(0.5, delay * 1.5)
+        async def ready() -> bool:
+            return not await self.repo.is_behind(conversation_id, message_id)
+
+        await poll_until(ready, woken=lambda: self._turn_ended.setdefault(conversation_id, asyncio.Event()))
+
+    async def _follow_first_copy(self, conversation_id: str, message_id: int, stream: TurnStream) -> None:
+        """Wait for the turn of the message's first copy to end; with a relay, stream its text
+        meanwhile (the first copy runs in another process: the widget reconnected elsewhere)."""
+        ended = asyncio.ensure_future(self._wait_turn(conversation_id, message_id + 1))
+        try:
+            if self.relay is not None:
+                shown = ""
+                async for text in self.relay.follow(message_id, ended):
+                    if len(text) > len(shown) and text.startswith(shown):
+                        stream.push(text[len(shown):])
+                        shown = text
+            await ended
+        finally:
+            ended.cancel()
 
     def _announce_end(self, conversation_id: str) -> None:
         ended = self._turn_ended.pop(conversation_id, None)
@@ -189,6 +207,7 @@ class Dispatcher:
             return Reply(conversation_id, str(exc), "dispatcher", status="rejected")
         opened: OpenedTurn | None = None
         renewing: asyncio.Task | None = None
+        publisher: RelayPublisher | None = None
         try:
             opened = await self._open(incoming, text)
             conversation_id = stream.conversation_id = opened.conversation_id
@@ -197,7 +216,7 @@ class Dispatcher:
             if opened.duplicate:
                 replayed = opened.replayed
                 if replayed is None:  # the first copy is still being answered: its answer is this one's
-                    await self._wait_turn(conversation_id, opened.user_message_id + 1)
+                    await self._follow_first_copy(conversation_id, opened.user_message_id, stream)
                     replayed = await self.repo.stored_reply(opened.user_message_id)
                 if replayed is not None:
                     opened.closed = True  # nothing of ours to answer
@@ -205,7 +224,12 @@ class Dispatcher:
                 # The first copy's turn died with its process: answer it now, on its stored message.
                 opened.behind = True
             # Renewed from the start: a ticket waiting its turn behind a long one must not lapse.
-            renewing = asyncio.create_task(self._renew_ticket(opened.user_message_id))
+            message_id = opened.user_message_id
+            renewing = start_renewing(lambda: self.repo.renew_ticket(message_id, self._lease_s), self._lease_s,
+                                      f"turn ticket message={message_id}")
+            if self.relay is not None:
+                publisher = self.relay.publisher(message_id)
+                stream.mirror = publisher.add
             if opened.behind:
                 await self._wait_turn(conversation_id, opened.user_message_id)
                 opened.state, opened.history = await self.repo.reload(
@@ -222,6 +246,8 @@ class Dispatcher:
             return Reply(conversation_id, GONE.get(language, GONE["en"]), "dispatcher", status="rejected",
                          data={"error": "not_found"})
         finally:
+            if publisher is not None:
+                publisher.close()
             if opened is not None:
                 await self._end_ticket(opened, renewing)
 
@@ -236,15 +262,6 @@ class Dispatcher:
                     await self.repo.close_ticket(opened.user_message_id)
         finally:
             self._announce_end(opened.conversation_id)
-
-    async def _renew_ticket(self, message_id: int) -> None:
-        """Keep a long turn's ticket (a story passage) alive while it runs."""
-        while True:
-            await asyncio.sleep(self._lease_s / 3)
-            try:
-                await self.repo.renew_ticket(message_id, self._lease_s)
-            except StorageError:
-                log.warning("turn ticket not renewed message=%s", message_id)
 
     async def _answer(self, incoming: Incoming, stream: TurnStream, opened: OpenedTurn, text: str,
                       started: float) -> Reply:

@@ -25,12 +25,16 @@ class TurnStream(ReplyStream):
         self.conversation_id: str | None = None
         # The message was stored before under the same client message id: the reply is its answer.
         self.duplicate = False
+        # Also given every piece (the turn relay's publisher, for followers in other processes).
+        self.mirror: Callable[[str], None] | None = None
 
     # --- producer side (the dispatcher) -----------------------------------
 
     def push(self, piece: str) -> None:
         if piece:
             self._pieces.put_nowait(piece)
+            if self.mirror is not None:
+                self.mirror(piece)
 
     def stored(self, message_id: int | None) -> None:
         """The user's message is stored as `message_id`; None: it is not and will not be."""

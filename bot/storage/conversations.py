@@ -315,6 +315,22 @@ class ConversationRepo:
         async with self.db.transaction() as session:
             await session.execute(update(Message).where(Message.id == message_id).values(pending_until=None))
 
+    async def unanswered(self, conversation_id: str) -> list[tuple[str, str]]:
+        """Client id and text of the user messages whose turn is still running, in any process,
+        and of the last message if its turn died with its process: a client that reconnects
+        follows them (a died turn is then answered; one that later turns overtook is left)."""
+        later = MESSAGES.alias("later")
+        now = utcnow()
+        async with self.db.transaction() as session:
+            rows = await session.execute(
+                select(MESSAGES.c.client_id, MESSAGES.c.text)
+                .where(MESSAGES.c.conversation_id == conversation_id, MESSAGES.c.author == "user",
+                       MESSAGES.c.client_id.is_not(None), MESSAGES.c.pending_until.is_not(None),
+                       or_(MESSAGES.c.pending_until > now,
+                           ~exists().where(later.c.conversation_id == conversation_id, later.c.id > MESSAGES.c.id)))
+                .order_by(MESSAGES.c.id))
+            return [(row.client_id, row.text) for row in rows]
+
     async def stored_reply(self, message_id: int) -> StoredReply | None:
         async with self.db.transaction() as session:
             return await self._reply_to(session, message_id)

@@ -61,6 +61,13 @@ class Database:
             # aiosqlite runs one thread per connection; a busy timeout lets writers queue
             # instead of failing at once when another process holds the write lock.
             kwargs["connect_args"] = {"timeout": busy_timeout_s}
+            if self.path is not None:
+                # One connection per process: SQLite lets one writer in at a time anyway, and
+                # connections of one process that contend for the write lock wait out SQLite's
+                # busy handler (sleeps of up to 100 ms) where one connection's queue is FIFO
+                # (bench.turns, p99 at 10 conversations: 1.6 s -> 0.17 s, BENCHMARKS.md). Transactions
+                # are never nested, so one connection cannot deadlock a process.
+                kwargs.update(pool_size=1, max_overflow=0, pool_timeout=busy_timeout_s)
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)

@@ -210,6 +210,10 @@ class Story(Base):
     # No foreign key: passages point at their story, and a cycle would complicate deletes.
     head_id: Mapped[int | None] = mapped_column(Integer)
     cursor: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The story lock across processes: who acts on the story now, and until when (a holder that
+    # died stops counting then); renewed while a passage is generated (StoryService._locked).
+    lease_holder: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 
 from bot.core.errors import NotFound
 from bot.storage.database import Database
@@ -169,6 +169,36 @@ class StoryRepo:
             await session.execute(delete(LoreEntry).where(LoreEntry.story_id == story_id))
             await session.execute(delete(Passage).where(Passage.story_id == story_id))
             await session.delete(row)
+
+    # --- the lease: one process at a time acts on a story ------------------------
+
+    async def take_lease(self, story_id: int, holder: str, lease_s: float) -> bool:
+        """Hold the story's lease for `lease_s` unless another holder's has not run out. True also
+        when there is no such story: nothing to guard, and the action itself answers NotFound."""
+        if not is_row_id(story_id):
+            return True
+        now = utcnow()
+        stories = Story.__table__
+        async with self.db.transaction() as session:
+            taken = await session.execute(
+                update(stories).where(stories.c.id == story_id,
+                                      or_(stories.c.lease_until.is_(None), stories.c.lease_until < now))
+                .values(lease_holder=holder, lease_until=now + timedelta(seconds=lease_s)))
+            if taken.rowcount:
+                return True
+            return await session.scalar(select(stories.c.id).where(stories.c.id == story_id)) is None
+
+    async def renew_lease(self, story_id: int, holder: str, lease_s: float) -> None:
+        stories = Story.__table__
+        async with self.db.transaction() as session:
+            await session.execute(update(stories).where(stories.c.id == story_id, stories.c.lease_holder == holder)
+                                  .values(lease_until=utcnow() + timedelta(seconds=lease_s)))
+
+    async def release_lease(self, story_id: int, holder: str) -> None:
+        stories = Story.__table__
+        async with self.db.transaction() as session:
+            await session.execute(update(stories).where(stories.c.id == story_id, stories.c.lease_holder == holder)
+                                  .values(lease_holder=None, lease_until=None))
 
     # --- passages --------------------------------------------------------------
 

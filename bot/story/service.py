@@ -4,8 +4,10 @@ for the story skill, the HTTP API and later channels, without going through text
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import uuid
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -13,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.core.errors import InputError
+from bot.core.errors import InputError, StorageError
 from bot.core.text import is_blank
 from bot.models.base import LanguageModel
 from bot.story.export import FORMATS, export_json, export_markdown, export_text, parse_import
@@ -22,6 +24,7 @@ from bot.story.settings import StorySettings
 from bot.story.tree import (
     CandidateDone, GenerationDone, PassageDelta, StoryView, build_view, passage_json, path_to,
 )
+from bot.storage.leases import poll_until, start_renewing
 from bot.storage.stories import LoreRecord, NewPassage, PassageRecord, StoryRecord, StoryRepo
 
 log = logging.getLogger(__name__)
@@ -31,27 +34,50 @@ MAX_TITLE_CHARS = 200
 # Longest genre, style and premise, in characters (genre and style are VARCHAR columns).
 DETAIL_LIMITS = {"genre": 100, "style": 200, "premise": 2000}
 DEFAULT_TITLE = {"en": "Untitled story", "ru": "История без названия"}
+# How long a story stays locked by a process that stopped renewing (it died mid-passage).
+STORY_LEASE_S = 15.0
 
 
 class StoryService:
     """Story actions for one user at a time; `user_id` is always the acting user, and another
-    user's story is NotFound. Actions on one story are serialised by a per-story lock."""
+    user's story is NotFound. Actions on one story run one at a time, across processes too
+    (`_locked`): every way in (chat skill, story API, Telegram buttons) goes through here."""
 
     def __init__(self, repo: StoryRepo, model: LanguageModel, *, defaults: StorySettings | None = None,
-                 max_passage_chars: int = 4000, summary_tokens: int = 150) -> None:
+                 max_passage_chars: int = 4000, summary_tokens: int = 150, lease_s: float = STORY_LEASE_S) -> None:
         self.repo = repo
         self.model = model
         self.defaults = defaults or StorySettings()
         self.max_passage_chars = max_passage_chars
         self.generator = PassageGenerator(repo, model, summary_tokens=summary_tokens)
+        self.lease_s = lease_s
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    def _lock(self, story_id: int) -> asyncio.Lock:
+    @contextlib.asynccontextmanager
+    async def _locked(self, story_id: int) -> AsyncIterator[None]:
+        """Act on the story alone: this process's actions queue on an asyncio lock (no polling
+        among them), and the one at the front takes the story's lease in SQL, which another
+        process holding it makes wait; renewed while a passage is generated."""
         lock = self._locks.get(story_id)
         if lock is None:
-            lock = asyncio.Lock()
-            self._locks[story_id] = lock
-        return lock
+            lock = self._locks[story_id] = asyncio.Lock()
+        async with lock:
+            holder = uuid.uuid4().hex
+
+            async def taken() -> bool:
+                return await self.repo.take_lease(story_id, holder, self.lease_s)
+
+            await poll_until(taken)
+            renewing = start_renewing(lambda: self.repo.renew_lease(story_id, holder, self.lease_s), self.lease_s,
+                                      f"story lease story={story_id}")
+            try:
+                yield
+            finally:
+                renewing.cancel()
+                # Shielded: released even while the action is being cancelled (else the story
+                # would stay locked for a whole lease).
+                with contextlib.suppress(StorageError):
+                    await asyncio.shield(self.repo.release_lease(story_id, holder))
 
     # --- checks ------------------------------------------------------------------
 
@@ -124,7 +150,7 @@ class StoryService:
         return await self.view(user_id, story_id)
 
     async def delete(self, user_id: int, story_id: int) -> None:
-        async with self._lock(story_id):
+        async with self._locked(story_id):
             await self.repo.delete_story(user_id, story_id)
         log.info("story deleted story=%s user=%s", story_id, user_id)
 
@@ -180,7 +206,7 @@ class StoryService:
         await self.repo.remove_lore(user_id, story_id, lore_id)
 
     async def update_settings(self, user_id: int, story_id: int, changes: dict[str, Any]) -> StorySettings:
-        async with self._lock(story_id):
+        async with self._locked(story_id):
             story = await self.repo.get_story(user_id, story_id)
             settings = self.settings_of(story).changed(changes)
             await self.repo.update_story(user_id, story_id, settings=settings.model_dump())
@@ -191,7 +217,7 @@ class StoryService:
     async def write(self, user_id: int, story_id: int, text: str) -> StoryView:
         """Add the user's passage after the head, without asking the model for anything."""
         text = self.check_passage(text)
-        async with self._lock(story_id):
+        async with self._locked(story_id):
             story = await self.repo.get_story(user_id, story_id)
             await self.repo.add_passages(user_id, story_id, [NewPassage("user", text, story.head_id)], cursor={})
         return await self.view(user_id, story_id)
@@ -202,7 +228,7 @@ class StoryService:
         Pending candidates of an earlier turn are set aside (they stay stored)."""
         text = self.check_passage(text) if text is not None else None
         n = self._check_count(candidates)
-        async with self._lock(story_id):
+        async with self._locked(story_id):
             story, tree = await self._state(user_id, story_id)
             user_passage = None
             if text is not None:
@@ -216,7 +242,7 @@ class StoryService:
     async def retry(self, user_id: int, story_id: int, *, candidates: int | None = None) -> AsyncIterator[StoryEvent]:
         """New candidates in place of the last model passage (or of the candidates waiting)."""
         n = self._check_count(candidates)
-        async with self._lock(story_id):
+        async with self._locked(story_id):
             story, tree = await self._state(user_id, story_id)
             head = tree.get(story.head_id) if story.head_id is not None else None
             if story.cursor.get("pending"):
@@ -299,7 +325,7 @@ class StoryService:
 
     async def choose(self, user_id: int, story_id: int, *, number: int | None = None,
                      passage_id: int | None = None) -> StoryView:
-        async with self._lock(story_id):
+        async with self._locked(story_id):
             story = await self.repo.get_story(user_id, story_id)
             pending: list[int] = list(story.cursor.get("pending", []))
             if not pending:
@@ -318,7 +344,7 @@ class StoryService:
     # --- moving around the tree ----------------------------------------------------
 
     async def undo(self, user_id: int, story_id: int) -> StoryView:
-        async with self._lock(story_id):
+        async with self._locked(story_id):
             story, tree = await self._state(user_id, story_id)
             # Candidates waiting are set aside (they stay stored) along with the step back.
             if story.head_id is None or story.head_id not in tree:
@@ -329,7 +355,7 @@ class StoryService:
         return await self.view(user_id, story_id)
 
     async def redo(self, user_id: int, story_id: int) -> StoryView:
-        async with self._lock(story_id):
+        async with self._locked(story_id):
             story, tree = await self._state(user_id, story_id)
             redo = list(story.cursor.get("redo", []))
             if not redo or redo[-1] not in tree or tree[redo[-1]].parent_id != story.head_id:
@@ -342,7 +368,7 @@ class StoryService:
                      passage_id: int | None = None) -> StoryView:
         """Continue from an earlier passage (number on the current path, 0 = before the first,
         or any passage id); the passages after it stay stored, and /redo walks back to them."""
-        async with self._lock(story_id):
+        async with self._locked(story_id):
             story, tree = await self._state(user_id, story_id)
             path = path_to(tree, story.head_id)
             if passage_id is not None:
@@ -364,7 +390,7 @@ class StoryService:
         """A new version of a passage (the last one by default); the passages after it are
         copied onto the new branch, so the story reads on, and the old branch stays stored."""
         text = self.check_passage(text)
-        async with self._lock(story_id):
+        async with self._locked(story_id):
             story, tree = await self._state(user_id, story_id)
             path = path_to(tree, story.head_id)
             if not path:

@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.channels import ratelimit
 from bot.channels.ratelimit import RateLimit, RateLimiter
-from bot.channels.ratelimit_redis import RedisRateLimiter, safe_redis_url, window_of
+from bot.channels.ratelimit_redis import RedisRateLimiter, window_of
 from bot.core.errors import ConfigError
+from bot.redaction import safe_redis_url
 from bot.settings import load_settings
 from tests.conftest import free_port, start_redis_server
 

@@ -214,3 +214,42 @@ async def test_an_overloaded_bot_says_busy_without_an_ack_and_takes_the_resend(c
     reply, _ = await until(ws, "reply")
     assert reply["skill"] == "help" and await count(tandem, Message) == 2
     await ws.close()
+
+
+@pytest.mark.parametrize("with_redis", [True, False], ids=["relayed", "stored"])
+async def test_a_widget_that_reconnects_to_another_worker_gets_its_pending_reply(
+        settings, request, with_redis: bool) -> None:
+    """The socket drops mid-answer and the widget reconnects to another worker (its own ledger,
+    one database): the welcome lists the turn as pending and its reply follows there, streamed
+    as the first worker writes it when Redis relays, else whole once stored."""
+    from pydantic import SecretStr
+
+    if with_redis:
+        settings.server.redis_url = SecretStr(request.getfixturevalue("redis_url"))
+    model = FakeLanguageModel(" ".join(f"word{i}" for i in range(60)), delay_s=0.03)
+    one = await build_app(settings, language_model=model)
+    two = await build_app(settings, migrate=False, language_model=model)
+    try:
+        async with TestClient(TestServer(init_app(one))) as first, TestClient(TestServer(init_app(two))) as second:
+            ws, welcome = await hello(first)
+            await ws.send_json({"type": "message", "client_id": "s", "text": "let's write a story"})
+            await until(ws, "reply")
+            await ws.send_json({"type": "message", "client_id": "t", "text": "Mira found a lantern."})
+            await until(ws, "delta")
+            await ws.close()  # the connection breaks; the first worker's turn runs on
+            ws, resumed = await hello(second, token=welcome["token"], conversation_id=welcome["conversation_id"])
+            assert resumed["pending"] == ["t"]
+            reply, frames = await until(ws, "reply")
+            assert reply["client_id"] == "t" and "word0" in reply["text"]
+            deltas = [f for f in frames if f["type"] == "delta"]
+            if with_redis:  # streamed before the reply, as the first worker wrote it
+                assert deltas and "word0" in "".join(d["text"] for d in deltas)
+            await ws.close()
+        async with one.db.transaction() as session:
+            rows = (await session.execute(select(Message.author, Message.client_id)
+                                          .where(Message.conversation_id == welcome["conversation_id"])
+                                          .order_by(Message.id))).all()
+        assert [tuple(r) for r in rows] == [("user", "s"), ("bot", None), ("user", "t"), ("bot", None)]
+    finally:
+        await two.close()
+        await one.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -78,14 +77,9 @@ def make_dispatcher(db: Database, **config) -> Dispatcher:
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
+async def db(migrated_db: Database) -> Database:
     GateSkill.opened, GateSkill.entered = asyncio.Event(), asyncio.Event()
-    database = Database(database_url)
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
+    return migrated_db
 
 
 @contextlib.contextmanager

@@ -1,7 +1,8 @@
 """Two `tandem run` processes on one PostgreSQL database, as real processes: one conversation's
 messages sent at once, alternately to both, are each answered once and strictly in order; a worker
 SIGKILLed mid-turn loses nothing acknowledged and the other keeps serving (the dead turn's ticket
-lapses); one greedy user is refused past their share while another user is served."""
+lapses); one greedy user is refused past their share while another user is served; one story's
+actions sent to both at once run one at a time (the story's lease), so its passages form one chain."""
 
 from __future__ import annotations
 
@@ -151,3 +152,30 @@ async def test_a_greedy_user_is_refused_past_their_share_and_others_are_served(s
         statuses = [s for s, _ in await asyncio.gather(*flood)]
     assert status == 200 and answer["status"] == "complete"
     assert statuses.count(503) >= 16 - 8 and statuses.count(200) >= 1
+
+
+async def test_one_storys_actions_over_two_servers_run_one_at_a_time(servers) -> None:
+    (one, two), url = servers
+    async with aiohttp.ClientSession() as session:
+        _, opened = await post(session, one.base, "/api/conversations", {})
+        token = opened["token"]
+        status, started = await post(session, one.base, "/api/stories", {"text": "The ferry left at dawn."}, token)
+        assert status == 201
+        story = started["story"]["id"]
+        # A passage generated on one server while the user's own passages go to both.
+        generating = asyncio.create_task(post(session, one.base, f"/api/stories/{story}/continue",
+                                              {"candidates": 1}, token))
+        await asyncio.sleep(0.2)
+        writes = await asyncio.gather(*(
+            post(session, (two, one)[i % 2].base, f"/api/stories/{story}/passages", {"text": f"Then {i}."}, token)
+            for i in range(4)
+        ))
+        status, _ = await generating
+    assert status == 200 and all(status == 201 for status, _ in writes), writes
+    stored = await rows(url, "SELECT id, parent_id FROM passages WHERE story_id = :s ORDER BY id", s=story)
+    parents = [r.parent_id for r in stored]
+    # One chain: every passage but the first follows exactly one other, and none is followed twice
+    # (without the lease, two writes that read the same head would both follow it).
+    assert len(stored) >= 5 and parents[0] is None and len(set(parents)) == len(parents)
+    head = await rows(url, "SELECT head_id FROM stories WHERE id = :s", s=story)
+    assert head[0].head_id == stored[-1].id
