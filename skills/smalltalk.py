@@ -108,8 +108,12 @@ class SmallTalkSkill(Skill):
         )
         messages = [ChatMessage("system", system)]
         for item in turn.history[-self.config.history_turns:] if self.config.history_turns else []:
-            messages.append(ChatMessage("user" if item.author == "user" else "assistant", item.text[:500]))
-        messages.append(ChatMessage("user", turn.text))
+            if item.author != "user" and item.skill != self.name:
+                # Canned lines (the fallback, help, a graph's nodes) shown as the model's own words
+                # are what it then repeats ("I can write a story with you…"): only its own replies go in.
+                continue
+            _add(messages, "user" if item.author == "user" else "assistant", item.text[:500])
+        _add(messages, "user", turn.text)
         return messages
 
     async def _generate(self, turn: Turn, language: str) -> str | None:
@@ -168,3 +172,12 @@ def _get(texts: dict[str, Any], language: str) -> str:
 
 def _split_sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?…])\s+", text) if s.strip()]
+
+
+def _add(messages: list[ChatMessage], role: str, text: str) -> None:
+    """Append, joining a message to the one before it of the same role: some chat templates
+    refuse two user messages in a row (left so by a canned reply that was not shown)."""
+    if len(messages) > 1 and messages[-1].role == role:
+        messages[-1] = ChatMessage(role, f"{messages[-1].content}\n{text}")
+    else:
+        messages.append(ChatMessage(role, text))

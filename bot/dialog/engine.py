@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.core.annotations import Annotations
@@ -30,6 +30,9 @@ class GraphStep:
     set_slots: dict[str, Any] = field(default_factory=dict)
     skill: str | None = None  # hand over to this skill after the response
     end: bool = False  # the flow ends after this node
+    # Arrived at through the flow's fallback (no transition matched): a skill that claims the
+    # message with confidence takes it instead (the dispatcher's routing policy).
+    fallback: bool = False
 
 
 class GraphEngine:
@@ -57,7 +60,7 @@ class GraphEngine:
             if matches(transition.when, context):
                 return self._arrive(flow, transition.to, state.slots, language)
         if flow.fallback is not None:
-            return self._arrive(flow, flow.fallback, state.slots, language)
+            return replace(self._arrive(flow, flow.fallback, state.slots, language), fallback=True)
         return None
 
     def _enter(self, state: DialogState, text: str, annotations: Annotations, language: str) -> GraphStep | None:

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 # Intents that free a conversation from a skill that holds it, whatever that skill is doing.
 RELEASE_INTENTS = frozenset({"cancel", "reset"})
+# Asked for in so many words inside a skill that holds the conversation (a story, a survey), these
+# are answered by their own skill: help keeps the held skill, the others leave it.
+META_INTENTS = frozenset({"help", "goodbye", "feedback"})
+KEEPS_HELD = frozenset({"help"})
 FALLBACK_SKILL = "fallback"
 
 APOLOGY = {
@@ -79,6 +83,8 @@ class _Route:
     step: GraphStepLike | None = None
     skill: Skill | None = None
     prefix: list[str] = field(default_factory=list)
+    # An aside (help inside a story): the skill that held the conversation holds it afterwards.
+    keep_held: bool = False
 
 
 class Dispatcher:
@@ -291,8 +297,8 @@ class Dispatcher:
             held = state.active_skill
             if route.skill is not None:
                 status = await self._run_skill(route.skill, turn, state, pieces, stream)
-            if addressed is not None and state.active_skill is None:
-                state.active_skill = held  # a button aside (a language choice) leaves a story open
+            if (addressed is not None or route.keep_held) and state.active_skill is None:
+                state.active_skill = held  # an aside (a language button, help) leaves a story open
         except Exception as exc:  # the one catch-all of a turn: log it, answer politely
             log.exception("turn failed conversation=%s skill=%s", conversation_id, skill_name)
             # A database that refuses writes is not "something broke": say that nothing was saved.
@@ -342,6 +348,13 @@ class Dispatcher:
         if state.active_skill and intent in RELEASE_INTENTS and guess is not None and guess.source == "rules":
             state.active_skill = None
         held = self.skills.get(state.active_skill)
+        by_rule = guess is not None and guess.source == "rules"
+        if held is not None and intent in META_INTENTS and by_rule:
+            meta = self.skills.by_intent(intent)
+            if meta is not None and meta is not held:
+                if intent not in KEEPS_HELD:
+                    state.active_skill = None
+                return _Route(skill=meta, keep_held=intent in KEEPS_HELD)
         if held is not None:
             return _Route(skill=held)
         state.active_skill = None
@@ -354,6 +367,13 @@ class Dispatcher:
                 # The active flow let go of the message: another flow's trigger may still claim it.
                 state.flow = state.node = None
                 step = self.graphs.step(state, turn.text, turn.annotations, turn.language)
+            if step is not None and getattr(step, "fallback", False):
+                # The graph has no answer for it: a skill that claims the message takes it, and
+                # the flow lets go (its fallback node is for what nothing else understands).
+                claimant = self.skills.by_intent(intent)
+                if claimant is not None:
+                    state.flow = state.node = None
+                    return _Route(skill=claimant)
             if step is not None:
                 return self._apply_step(step, state, turn)
         # 3. A skill chosen by intent; 4. the fallback skill.

@@ -189,12 +189,16 @@ class StoryRepo:
             return await session.scalar(select(stories.c.id).where(stories.c.id == story_id)) is None
 
     async def renew_lease(self, story_id: int, holder: str, lease_s: float) -> None:
+        if not is_row_id(story_id):
+            return
         stories = Story.__table__
         async with self.db.transaction() as session:
             await session.execute(update(stories).where(stories.c.id == story_id, stories.c.lease_holder == holder)
                                   .values(lease_until=utcnow() + timedelta(seconds=lease_s)))
 
     async def release_lease(self, story_id: int, holder: str) -> None:
+        if not is_row_id(story_id):  # an id no story can have (2**63 in a path) was never leased
+            return
         stories = Story.__table__
         async with self.db.transaction() as session:
             await session.execute(update(stories).where(stories.c.id == story_id, stories.c.lease_holder == holder)

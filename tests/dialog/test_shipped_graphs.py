@@ -71,7 +71,10 @@ def test_cancel_ends_onboarding_from_anywhere(engine, annotated):
 
 def test_anything_else_falls_back_and_ends_the_flow(engine, annotated):
     step = engine.step(DialogState(flow="onboarding", node="welcome"), "purple", annotated(), "en")
-    assert (step.node, step.end) == ("not_understood", True)
+    assert (step.node, step.end, step.fallback) == ("not_understood", True, True)
+    # A step through a transition is not a fallback (the dispatcher lets only fallbacks give way).
+    assert not engine.step(DialogState(flow="onboarding", node="capabilities"), "stop", annotated("cancel"),
+                           "en").fallback
 
 
 def test_fallback_quick_replies_are_recognised_by_intent_rules(registry, catalogue):

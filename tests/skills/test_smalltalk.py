@@ -50,6 +50,19 @@ async def test_the_prompt_has_the_persona_history_and_language() -> None:
         ("user", "я люблю чай"), ("assistant", "Чай это здорово."), ("user", "как дела?")]
 
 
+async def test_canned_lines_of_other_skills_are_not_shown_to_the_model_as_its_own() -> None:
+    model = FakeLanguageModel("Oh no, I'm sorry to hear that.")
+    skill = SmallTalkSkill(model=model, safety=OutputSafety({}, use_classifier=False))
+    canned = "I'm not sure I understood that. I can write a story with you, chat, or take your feedback."
+    history = [HistoryItem("user", "purple monkey"), HistoryItem("bot", canned, "fallback"),
+               HistoryItem("user", "hi"), HistoryItem("bot", "Hi! Nice to see you.", "smalltalk")]
+    await skill.respond(turn("I'm feeling sad today", "en", history))
+    shown = [(m.role, m.content) for m in model.calls[-1].prompt[1:]]
+    # The user's messages stay, joined where a left-out line stood between them (roles alternate).
+    assert shown == [("user", "purple monkey\nhi"), ("assistant", "Hi! Nice to see you."),
+                     ("user", "I'm feeling sad today")]
+
+
 async def test_a_reply_in_the_wrong_language_becomes_a_persona_reply() -> None:
     skill = SmallTalkSkill(model=FakeLanguageModel("I am fine, thank you very much."), safety=OutputSafety({}))
     reply = await skill.respond(turn("как дела?", "ru"))

@@ -66,5 +66,8 @@ async def test_a_missing_story_is_not_found_not_waited_for(url: str) -> None:
     async with story_world(url) as world:
         assert await world.repo.take_lease(987654, "anyone", 60)  # nothing to guard
         assert await world.repo.take_lease(2**70, "anyone", 60)  # not even a possible id
-        with pytest.raises(NotFound):
-            await asyncio.wait_for(world.service.write(world.user, 987654, "Nowhere."), 5)
+        for missing in (987654, 2**63):  # the second: no story can have it, nor the lease's queries take it
+            with pytest.raises(NotFound):
+                await asyncio.wait_for(world.service.write(world.user, missing, "Nowhere."), 5)
+            with pytest.raises(NotFound):
+                await asyncio.wait_for(world.service.undo(world.user, missing), 5)
