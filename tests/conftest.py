@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -160,9 +161,9 @@ async def terminate_backend(pid: int) -> bool:
         await admin.close()
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database (skipped when the server does not answer)."""
+@contextlib.asynccontextmanager
+async def _fresh_pg_database() -> AsyncIterator[str]:
+    """A new PostgreSQL database for one test, dropped afterwards (the test skips without a server)."""
     if not POSTGRES_AVAILABLE:
         pytest.skip(f"PostgreSQL does not answer at {PG_ADMIN_URL}")
     name, url = await _create_pg_database()
@@ -170,6 +171,13 @@ async def postgres_url() -> AsyncIterator[str]:
         yield url
     finally:
         await _drop_pg_database(name)
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database (skipped when the server does not answer)."""
+    async with _fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -178,13 +186,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
         return
-    if not POSTGRES_AVAILABLE:
-        pytest.skip(f"PostgreSQL does not answer at {PG_ADMIN_URL}")
-    name, url = await _create_pg_database()
-    try:
+    async with _fresh_pg_database() as url:
         yield url
-    finally:
-        await _drop_pg_database(name)
 
 
 @pytest.fixture

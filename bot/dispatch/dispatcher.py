@@ -70,6 +70,7 @@ class GraphStepLike(Protocol):
     set_slots: dict[str, Any]
     skill: str | None
     end: bool
+    fallback: bool
 
 
 class GraphEngineLike(Protocol):
@@ -345,10 +346,10 @@ class Dispatcher:
         # so many words (a rule): inside a skill the user writes free text (a story passage,
         # a comment), which a classifier's guess of "cancel" must not cut short.
         guess = turn.annotations.intent
-        if state.active_skill and intent in RELEASE_INTENTS and guess is not None and guess.source == "rules":
+        by_rule = guess is not None and guess.source == "rules"
+        if state.active_skill and intent in RELEASE_INTENTS and by_rule:
             state.active_skill = None
         held = self.skills.get(state.active_skill)
-        by_rule = guess is not None and guess.source == "rules"
         if held is not None and intent in META_INTENTS and by_rule:
             meta = self.skills.by_intent(intent)
             if meta is not None and meta is not held:
@@ -367,7 +368,7 @@ class Dispatcher:
                 # The active flow let go of the message: another flow's trigger may still claim it.
                 state.flow = state.node = None
                 step = self.graphs.step(state, turn.text, turn.annotations, turn.language)
-            if step is not None and getattr(step, "fallback", False):
+            if step is not None and step.fallback:
                 # The graph has no answer for it: a skill that claims the message takes it, and
                 # the flow lets go (its fallback node is for what nothing else understands).
                 claimant = self.skills.by_intent(intent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -12,16 +13,23 @@ from bot.models.fake import FakeLanguageModel, FakeScript
 from bot.server import init_app
 
 
-@pytest.fixture
-async def client(settings):
-    counter = iter(range(1, 10_000))
-    model = FakeLanguageModel(script=FakeScript(respond=lambda p, q: f"The owl said word {next(counter)}."))
+@contextlib.asynccontextmanager
+async def served(settings, model: FakeLanguageModel):
+    """A test client of Tandem built from `settings` with `model` as its language model."""
     tandem = await build_app(settings, language_model=model)
     try:
         async with TestClient(TestServer(init_app(tandem))) as test_client:
             yield test_client
     finally:
         await tandem.close()
+
+
+@pytest.fixture
+async def client(settings):
+    counter = iter(range(1, 10_000))
+    model = FakeLanguageModel(script=FakeScript(respond=lambda p, q: f"The owl said word {next(counter)}."))
+    async with served(settings, model) as test_client:
+        yield test_client
 
 
 async def token(client: TestClient) -> dict[str, str]:
@@ -152,12 +160,8 @@ async def slow_client(settings, monkeypatch):
 
     monkeypatch.setattr(StorySkill, "time_budget_s", 1.5)  # the story API's budget is the story turn's
     model = FakeLanguageModel(script=FakeScript(outputs=(SLOW_STORY,), delay_s=0.05))
-    tandem = await build_app(settings, language_model=model)
-    try:
-        async with TestClient(TestServer(init_app(tandem))) as test_client:
-            yield test_client
-    finally:
-        await tandem.close()
+    async with served(settings, model) as test_client:
+        yield test_client
 
 
 async def passages_of(client, auth, story_id: int) -> list[dict]:

@@ -126,7 +126,7 @@ def test_global_transition_applies_where_the_node_has_no_match(engine, annotated
 def test_fallback_when_nothing_matches(engine, annotated):
     step = engine.step(at("story", "ask_genre"), "hmm", annotated(), "ru")
     assert step == GraphStep(flow="story", node="again", response="Извини?", suggestions=(), set_slots={},
-                             skill=None, end=False)
+                             skill=None, end=False, fallback=True)
 
 
 def test_no_match_and_no_fallback_returns_none(engine, annotated):
