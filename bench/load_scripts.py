@@ -56,7 +56,7 @@ PHRASES = {
     "feedback": ["I want to leave feedback", "can I rate you?", "let me give you a rating"],
     "comment": ["skip", "it was fun, thanks", "the stories could be longer", "nothing to add"],
     "chitchat": ["how are you?", "what's up", "do you like music?", "I love pizza", "I had a long day at work",
-                 "what do you think about cats?", "tell me something interesting"],
+                 "what do you think about cats?", "what's your favourite book?"],
 }
 STORY_OPENINGS = [
     "Mira the fox found an old brass lantern under the snow.",

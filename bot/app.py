@@ -23,10 +23,14 @@ from bot.storage.database import Database
 from bot.storage.feedback import FeedbackRepo
 from bot.storage.stories import StoryRepo
 from bot.story.service import StoryService
+from skills.clock import ClockSkill
 from skills.fallback import FallbackSkill
 from skills.feedback import FeedbackSkill
+from skills.fun_facts import FunFactSkill
 from skills.help import HelpSkill
+from skills.jokes import JokeSkill
 from skills.language import LanguageSkill
+from skills.profile import ProfileSkill
 from skills.smalltalk import SmallTalkSkill
 from skills.story import StorySkill
 
@@ -144,7 +148,8 @@ async def start_annotators(annotators: list[Annotator]) -> None:
             await start()
 
 
-SHIPPED_SKILLS = (HelpSkill, FeedbackSkill, LanguageSkill, StorySkill, SmallTalkSkill, FallbackSkill)
+SHIPPED_SKILLS = (HelpSkill, FeedbackSkill, LanguageSkill, StorySkill, JokeSkill, FunFactSkill, ClockSkill,
+                  ProfileSkill, SmallTalkSkill, FallbackSkill)
 
 
 def build_skills(settings: Settings, feedback: FeedbackRepo, *, stories: StoryRepo | None = None,
@@ -156,6 +161,10 @@ def build_skills(settings: Settings, feedback: FeedbackRepo, *, stories: StoryRe
     registry.register(SkillRegistry.configure(FeedbackSkill, tables, store=feedback))
     registry.register(SkillRegistry.configure(LanguageSkill, tables))
     registry.register(SkillRegistry.configure(StorySkill, tables, repo=stories, model=language_model))
+    registry.register(SkillRegistry.configure(JokeSkill, tables))
+    registry.register(SkillRegistry.configure(FunFactSkill, tables))
+    registry.register(SkillRegistry.configure(ClockSkill, tables))
+    registry.register(SkillRegistry.configure(ProfileSkill, tables))
     registry.register(SkillRegistry.configure(SmallTalkSkill, tables, model=language_model))
     registry.register(SkillRegistry.configure(FallbackSkill, tables))
     return registry

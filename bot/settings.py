@@ -82,6 +82,13 @@ class DispatcherConfig(BaseModel):
     # Seconds a running turn's ticket holds its conversation's later turns; renewed while the turn
     # runs, so the turn of a process that died stops holding them this long after it died.
     turn_lease_s: float = Field(15.0, ge=1)
+    # The response selector (bot/dispatch/selector.py): when no intent is sure or two are close, up to
+    # this many skills answer side by side and the best reply is kept (1 = the top intent's skill only).
+    max_candidates: int = Field(3, ge=1, le=5)
+    # Intents ranked below this confidence are not candidates.
+    candidate_floor: float = Field(0.25, ge=0, le=1)
+    # A sure top intent that leads the next candidate's by this much answers alone (and streams).
+    candidate_margin: float = Field(0.2, ge=0, le=1)
 
 
 class Settings(BaseSettings):

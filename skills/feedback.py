@@ -10,15 +10,15 @@ from bot.core.skill import Skill, SkillConfig, Turn
 
 ASK_RATING = {
     "en": "How would you rate our conversation, from 1 (poor) to 5 (great)?",
-    "ru": "Как вы оцените наш разговор от 1 (плохо) до 5 (отлично)?",
+    "ru": "Как ты оценишь наш разговор от 1 (плохо) до 5 (отлично)?",
 }
 ASK_AGAIN = {
     "en": "Please answer with a number from 1 to 5 (or say \"cancel\").",
-    "ru": "Пожалуйста, ответьте числом от 1 до 5 (или скажите «отмена»).",
+    "ru": "Пожалуйста, ответь числом от 1 до 5 (или скажи «отмена»).",
 }
 ASK_COMMENT = {
     "en": "Thank you! Anything you'd like to add? Write a comment, or say \"skip\".",
-    "ru": "Спасибо! Хотите что-нибудь добавить? Напишите комментарий или скажите «пропустить».",
+    "ru": "Спасибо! Хочешь что-нибудь добавить? Напиши комментарий или скажи «пропустить».",
 }
 THANKS_COMMENT = {"en": "Thank you, your comment is saved.", "ru": "Спасибо, комментарий сохранён."}
 THANKS_SKIP = {"en": "Thank you for the feedback!", "ru": "Спасибо за отзыв!"}

@@ -9,20 +9,26 @@ HELP_TEXT = {
         "I'm Tandem. Here is what I can do:\n"
         "• write a story together with you, passage by passage (say \"let's write a story\");\n"
         "• chat about this and that;\n"
+        "• tell you a joke (\"tell me a joke\") or a fun fact (\"tell me a fun fact\");\n"
+        "• tell you the date and time (\"what time is it?\");\n"
+        "• remember your name and what you like (\"my name is …\", \"what do you know about me?\");\n"
         "• take your feedback: rate our conversation from 1 to 5 (say \"leave feedback\").\n"
         "Say \"cancel\" to stop what we're doing, or \"start over\" to begin again."
     ),
     "ru": (
         "Я Тандем. Вот что я умею:\n"
-        "• писать вместе с вами историю, отрывок за отрывком (скажите «давай напишем историю»);\n"
+        "• писать вместе с тобой историю, отрывок за отрывком (скажи «давай напишем историю»);\n"
         "• болтать о том о сём;\n"
-        "• принимать отзывы: оцените разговор от 1 до 5 (скажите «оставить отзыв»).\n"
-        "Скажите «отмена», чтобы остановить текущее действие, или «начать заново»."
+        "• рассказать анекдот («расскажи анекдот») или интересный факт («расскажи интересный факт»);\n"
+        "• подсказать дату и время («который час?»);\n"
+        "• запомнить, как тебя зовут и что ты любишь (напиши «меня зовут …», спроси «что ты обо мне знаешь?»);\n"
+        "• принимать отзывы: оцени наш разговор от 1 до 5 (скажи «оставить отзыв»).\n"
+        "Скажи «отмена», чтобы остановить текущее действие, или «начать заново»."
     ),
 }
 SUGGESTIONS = {
-    "en": ("Let's write a story", "Leave feedback"),
-    "ru": ("Давай напишем историю", "Оставить отзыв"),
+    "en": ("Let's write a story", "Tell me a joke", "Leave feedback"),
+    "ru": ("Давай напишем историю", "Расскажи анекдот", "Оставить отзыв"),
 }
 
 

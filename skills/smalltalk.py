@@ -1,11 +1,13 @@
-"""SmallTalkSkill: short generated chat replies in Tandem's persona, checked for safety, with a
-nudge toward writing a story when it fits."""
+"""SmallTalkSkill: short generated chat replies in Tandem's persona, streamed as they are written,
+shaped by the user's mood and what they told about themselves, checked for safety, with a nudge
+toward writing a story when it fits."""
 
 from __future__ import annotations
 
 import logging
 import random
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bot.core.errors import ConfigError, ModelError
 from bot.core.skill import Skill, SkillConfig, Turn
 from bot.models.base import ChatMessage, GenerationParams, LanguageModel
-from bot.story.polish import PassageFilter
 from bot.story.settings import STOP_STRINGS
 from skills.safety import OutputSafety
+from skills.smalltalk_gate import ReplyGate
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,18 @@ class Nudge(BaseModel):
     suggestion: PerLanguage
 
 
+class Mood(BaseModel):
+    """How to answer a message in one mood: words that show it (per language) and guidance for the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    words: dict[str, list[str]] = Field(default_factory=dict)
+    # The sentiment annotator's label that also shows it (VADER reads English only).
+    sentiment: str | None = None
+    guidance: str
+    nudge: bool = True  # whether a story may be suggested in this mood
+
+
 class Persona(BaseModel):
     """skills/persona.yaml: who Tandem is in small talk."""
 
@@ -47,6 +61,8 @@ class Persona(BaseModel):
     nudge: Nudge
     safe_replies: dict[str, list[str]]
     fallback_replies: dict[str, list[str]]
+    # Checked in order; the first that matches shapes the reply.
+    moods: dict[str, Mood] = Field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Persona:
@@ -77,6 +93,8 @@ class SmallTalkSkill(Skill):
     description = "Chats in Tandem's persona with short generated replies."
     config_model = SmallTalkConfig
     time_budget_s = 60.0
+    # "nothing really, just a grey mood" answers the last reply: it is small talk's to answer.
+    follows_up = True
 
     def __init__(self, config: SmallTalkConfig | None = None, *, model: LanguageModel | None = None,
                  safety: OutputSafety | None = None) -> None:
@@ -87,18 +105,30 @@ class SmallTalkSkill(Skill):
                                              threshold=self.config.safety_threshold)
         self._started = False
 
-    async def respond(self, turn: Turn) -> str:
+    async def respond(self, turn: Turn) -> AsyncIterator[str]:
         language = turn.language if turn.language in LANGUAGE_NAMES else "en"
-        reply = await self._generate(turn, language)
+        mood = await self.mood_of(turn)
+        if mood is not None:
+            turn.data["mood"] = mood
+        gate = ReplyGate(language, self.config.max_sentences, self.safety.listed)
+        async for shown in self._stream(turn, language, mood, gate):
+            yield shown
+        reply = gate.final()
         if reply is None:
-            reply = self._pick(self.persona.fallback_replies, language)
+            if gate.reason == "unsafe":
+                reply = self._replace_unsafe(turn, language)
+            else:
+                reply = self._pick(self.persona.fallback_replies, language)
+                turn.data["declined"] = True  # a stock line: the response selector prefers a real answer
         elif await self.safety.is_unsafe(reply):
-            log.info("smalltalk reply replaced as unsafe conversation=%s", turn.conversation_id)
-            turn.data["smalltalk_replaced"] = True
-            reply = self._pick(self.persona.safe_replies, language)
-        return reply + self._nudge(turn, language, reply)
+            reply = self._replace_unsafe(turn, language)
+        nudge = self._nudge(turn, language, reply, mood)
+        if reply == gate.shown.strip():
+            yield nudge  # what was shown stands: only the nudge is added
+        else:
+            turn.rewrite(reply + nudge)
 
-    def prompt(self, turn: Turn, language: str) -> list[ChatMessage]:
+    def prompt(self, turn: Turn, language: str, mood: str | None = None) -> list[ChatMessage]:
         persona = self.persona
         capabilities = "; ".join(persona.capabilities.get(language) or persona.capabilities["en"])
         system = (
@@ -106,6 +136,11 @@ class SmallTalkSkill(Skill):
             f"You can: {capabilities}. Reply in {LANGUAGE_NAMES[language]}, in one to three short sentences, "
             "as a friendly chat message. Never be rude, never give harmful advice."
         )
+        known = self._what_the_user_told(turn)
+        if known:
+            system += f" {known}"
+        if mood is not None and mood in persona.moods:
+            system += f" {persona.moods[mood].guidance}"
         messages = [ChatMessage("system", system)]
         for item in turn.history[-self.config.history_turns:] if self.config.history_turns else []:
             if item.author != "user" and item.skill != self.name:
@@ -116,36 +151,67 @@ class SmallTalkSkill(Skill):
         _add(messages, "user", turn.text)
         return messages
 
-    async def _generate(self, turn: Turn, language: str) -> str | None:
+    async def mood_of(self, turn: Turn) -> str | None:
+        """The first persona mood the message shows, by its words or the sentiment annotator."""
+        text = turn.text.lower()
+        sentiment = await turn.annotations.value("sentiment")
+        label = sentiment.get("label") if isinstance(sentiment, dict) else None
+        for name, mood in self.persona.moods.items():
+            words = mood.words.get(turn.language, []) + mood.words.get("en", [])
+            if any(re.search(rf"(?<!\w){re.escape(w.lower())}", text) for w in words):
+                return name
+            if mood.sentiment is not None and label == mood.sentiment:
+                return name
+        return None
+
+    async def _stream(self, turn: Turn, language: str, mood: str | None, gate: ReplyGate) -> AsyncIterator[str]:
+        """The model's reply as the gate lets it through; nothing when there is no model or it failed."""
         if self.model is None:
-            return None
+            return
         params = GenerationParams(max_new_tokens=self.config.max_new_tokens, temperature=self.config.temperature,
                                   stop=STOP_STRINGS)
         try:
             if not self._started:
                 await self.model.start()
                 self._started = True
-            raw = await self.model.generate(self.prompt(turn, language), params)
+            pieces = self.model.stream(self.prompt(turn, language, mood), params)
+            try:
+                async for piece in pieces:
+                    shown = gate.feed(piece)
+                    if shown:
+                        yield shown
+                    if gate.stopped:
+                        break  # closing the stream stops the generation
+            finally:
+                await pieces.aclose()
+            rest = gate.finish()
+            if rest:
+                yield rest
         except ModelError as exc:
+            # What was shown is judged like a finished reply; the model's restart is the runtime's job.
             log.warning("smalltalk generation failed conversation=%s: %s", turn.conversation_id, exc)
-            return None
-        return self.shorten(raw, language)
 
-    def shorten(self, raw: str, language: str) -> str | None:
-        """At most `max_sentences` whole sentences in the user's language, or None."""
-        filt = PassageFilter((), language)
-        sentences: list[str] = []
-        for piece in (filt.feed(raw), filt.finish()):
-            if piece:
-                sentences.append(piece)
-        text = "".join(sentences).strip()
-        if not text or filt.wrong_language:
-            return None
-        parts = _split_sentences(text)
-        return " ".join(parts[: self.config.max_sentences]).strip() or None
+    def _replace_unsafe(self, turn: Turn, language: str) -> str:
+        log.info("smalltalk reply replaced as unsafe conversation=%s", turn.conversation_id)
+        turn.data["smalltalk_replaced"] = True
+        return self._pick(self.persona.safe_replies, language)
 
-    def _nudge(self, turn: Turn, language: str, reply: str) -> str:
+    @staticmethod
+    def _what_the_user_told(turn: Turn) -> str:
+        """The slots the dispatcher keeps from what the user said about themselves, for the prompt."""
+        parts = []
+        name = turn.slots.get("user_name")
+        if isinstance(name, str) and name:
+            parts.append(f"The user's name is {name}.")
+        likes = [x for x in turn.slots.get("user_likes") or () if isinstance(x, str)]
+        if likes:
+            parts.append(f"They told you they like: {', '.join(likes[-5:])}.")
+        return " ".join(parts)
+
+    def _nudge(self, turn: Turn, language: str, reply: str, mood: str | None = None) -> str:
         nudge = self.persona.nudge
+        if mood is not None and mood in self.persona.moods and not self.persona.moods[mood].nudge:
+            return ""  # no story pitch to someone who is sad or angry
         since = int(turn.state.get("since_nudge", 0)) + 1
         words = nudge.keywords.get(language, []) + nudge.keywords.get("en", [])
         topical = any(w.lower() in turn.text.lower() for w in words)
@@ -168,10 +234,6 @@ class SmallTalkSkill(Skill):
 
 def _get(texts: dict[str, Any], language: str) -> str:
     return texts.get(language) or texts["en"]
-
-
-def _split_sentences(text: str) -> list[str]:
-    return [s for s in re.split(r"(?<=[.!?…])\s+", text) if s.strip()]
 
 
 def _add(messages: list[ChatMessage], role: str, text: str) -> None:

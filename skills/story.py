@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from pydantic import Field
@@ -13,12 +13,17 @@ from bot.core.skill import Skill, SkillConfig, Turn
 from bot.models.base import LanguageModel
 from bot.story.service import StoryService
 from bot.story.settings import StorySettings, parse_assignments
-from bot.story.tree import CandidateDone, GenerationDone, PassageDelta
+from bot.story.tree import CandidateDone, GenerationDone, PassageDelta, StoryView
 from bot.storage.stories import StoryRepo
 from skills import story_text as say
-from skills.story_commands import HELP, Command, is_yes, parse, split_named
+from skills.story_commands import HELP, OUTSIDE_A_STORY, Command, is_yes, parse, split_named
 
 log = logging.getLogger(__name__)
+
+# A story button's turn carries {"action", "story_id", "head_id", "last_candidate_id", "number"} under
+# this metadata key: what it does, and the moment of the story it was shown for (see `_button`).
+BUTTON = "story_button"
+BUTTON_ACTIONS = frozenset({"choose", "continue", "retry", "undo", "redo", "open"})
 
 
 class StoryConfig(SkillConfig):
@@ -47,6 +52,8 @@ class StorySkill(Skill):
     config_model = StoryConfig
     # Several candidates of a few sentences each: far slower than any other turn.
     time_budget_s = 300.0
+    # "how are you?" in the middle of a story is asked about before it becomes a passage.
+    aside_check = say.ASIDE_CHECK
 
     def __init__(self, config: StoryConfig | None = None, *, repo: StoryRepo | None = None,
                  model: LanguageModel | None = None) -> None:
@@ -57,6 +64,9 @@ class StorySkill(Skill):
                                         max_passage_chars=self.config.max_passage_chars,
                                         summary_tokens=self.config.summary_tokens)
 
+    def is_command(self, text: str) -> bool:
+        return parse(text).name != "passage"
+
     async def respond(self, turn: Turn) -> AsyncIterator[str]:
         if self.service is None:
             yield turn.say(say.UNAVAILABLE)
@@ -66,7 +76,7 @@ class StorySkill(Skill):
             async for piece in self._respond(turn, self.service):
                 yield piece
         except InputError as exc:
-            yield str(exc)
+            yield exc.in_language(turn.language)
         except NotFound:
             turn.state.pop("story_id", None)
             yield "That story does not exist (or is not yours). /stories lists yours."
@@ -76,14 +86,28 @@ class StorySkill(Skill):
     async def _respond(self, turn: Turn, service: StoryService) -> AsyncIterator[str]:
         state = turn.state
         story_id: int | None = state.get("story_id")
+        # Held: the story mode goes on, also after an aside another skill answered (help, "Leave it").
+        held = turn.was_holding
+        button = turn.metadata.get(BUTTON)
+        if isinstance(button, Mapping):
+            async for piece in self._button(turn, service, button, in_story=bool(state.get("active")) and held):
+                yield piece
+            return
         if "confirm_delete" in state:
             yield await self._confirm_delete(turn, service, state.pop("confirm_delete"))
+            if not state.get("active"):
+                turn.release()  # asked with no story open: the answer is the end of it
             return
-        # The last reply, not the last message: a turn whose reply could not be stored (the
-        # database was down) leaves the user's message last, and must not end the story mode.
-        last_reply = next((item for item in reversed(turn.history) if item.author == "bot"), None)
-        held = last_reply is not None and last_reply.skill == self.name
         if not state.get("active") or not held:
+            command = parse(turn.text)
+            if command.name in OUTSIDE_A_STORY:
+                # "/stories", "my stories", "/resume 3", "/export", "/delete 2" with no story open
+                # list, open, export or delete one; none of them starts a new story.
+                state["active"] = False
+                turn.release()
+                async for piece in self._outside(turn, service, command):
+                    yield piece
+                return
             # Entering the skill (graph hand-over, "let's write a story", /story): a fresh start,
             # with the story left open last time offered for resuming.
             last = state.pop("story_id", None)
@@ -92,7 +116,7 @@ class StorySkill(Skill):
             turn.suggest("continue", "/stories", "/help")
             yield turn.say(say.INTRO)
             if last is not None:
-                yield f" (/resume {last} goes back to the story you were writing.)"
+                yield " " + turn.say(say.RESUME_HINT).format(id=last)
             return
         pending = False
         if story_id is not None:
@@ -133,6 +157,7 @@ class StorySkill(Skill):
 
     async def _do_retry(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         story_id = self._open(turn)
+        yield turn.say(say.RETRIED) + "\n\n"
         async for piece in self._generation(turn, service.retry(turn.user_id, story_id, candidates=command.number)):
             yield piece
 
@@ -185,19 +210,113 @@ class StorySkill(Skill):
     async def _do_stories(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         stories = await service.list_stories(turn.user_id)
         turn.data["stories"] = stories
-        yield say.render_list(stories, turn.state.get("story_id"))
+        yield say.render_list(stories, turn.state.get("story_id"), turn.language, empty=say.NO_STORIES_YET)
 
     async def _do_resume(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         if command.number is None:
-            raise InputError("Which story? /resume ID (the ids are in /stories).")
-        try:
-            view = await service.view(turn.user_id, command.number)
-        except NotFound:
-            # The open story stays open; only the one asked for is missing.
-            raise InputError(f"Story {command.number} does not exist (or is not yours). /stories lists yours.") from None
-        turn.state["story_id"] = view.story.id
+            stories = await service.list_stories(turn.user_id)
+            turn.data["stories"] = stories
+            yield self._which(turn, stories, "resume", empty=say.NO_STORIES_YET)
+            return
+        view = await self._view_of(turn, service, command.number)
+        if turn.state.get("story_id") != view.story.id:
+            turn.state.clear()  # what the last story left (its characters' talk) is not this one's
+        # The story open until now stays stored; the draft of one not yet started is dropped.
+        turn.state.update(active=True, draft={}, story_id=view.story.id)
+        turn.keep()
         turn.data["story"] = {"story": view.to_json()}
         yield say.render_view(view)
+
+    @staticmethod
+    async def _view_of(turn: Turn, service: StoryService, story_id: int) -> StoryView:
+        try:
+            return await service.view(turn.user_id, story_id)
+        except NotFound:
+            # The open story stays open; only the one asked for is missing.
+            raise InputError(turn.say(say.NOT_YOURS).format(id=story_id)) from None
+
+    @staticmethod
+    def _which(turn: Turn, stories: list[dict], command: str, *, empty: dict[str, str] = say.NO_STORIES) -> str:
+        """The list of stories and how to name one for `command`, or `empty` when there are none."""
+        if not stories:
+            turn.suggest("/story")
+            return turn.say(empty)
+        turn.suggest(*(f"/{command} {item['id']}" for item in stories[:3]))
+        return (say.render_list(stories, turn.state.get("story_id") if turn.state.get("active") else None,
+                                turn.language, hint=False)
+                + "\n" + turn.say(say.WHICH).format(command=command, example=stories[0]["id"]))
+
+    async def _outside(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
+        """A story command with no story open. The conversation is not held, so the user's next
+        message is routed afresh, except after /resume (the story is open again) and /delete ID
+        (the yes-or-no answer comes back here)."""
+        if command.name == "resume" and command.number is not None:
+            async for piece in self._do_resume(turn, service, command):
+                yield piece
+            return
+        stories = await service.list_stories(turn.user_id)
+        if command.name in ("stories", "resume"):
+            turn.data["stories"] = stories  # a channel may offer to open them (Telegram's buttons)
+        if command.name == "stories":
+            if stories:
+                turn.suggest(*(f"/resume {item['id']}" for item in stories[:3]))
+            else:
+                turn.suggest("/story")
+            yield say.render_list(stories, None, turn.language)
+            return
+        if not stories or (command.number is None and command.name != "export"):
+            yield self._which(turn, stories, command.name)
+            return
+        if command.name == "delete":
+            async for piece in self._do_delete(turn, service, command):
+                yield piece
+            return
+        # /export [ID] [md|txt|json]: the story named, else the one last open, else the newest.
+        ids = [item["id"] for item in stories]
+        last = turn.state.get("story_id")
+        story_id = command.number if command.number is not None else (last if last in ids else ids[0])
+        view = await self._view_of(turn, service, story_id)
+        fmt = command.rest or "md"
+        name, content_type, content = await service.export(turn.user_id, story_id, fmt)
+        turn.data["export"] = {"filename": name, "content_type": content_type, "content": content}
+        yield turn.say(say.EXPORTED).format(title=view.story.title, id=story_id, format=fmt.lower().lstrip(".")) \
+            + "\n\n" + content
+
+    async def _button(self, turn: Turn, service: StoryService, button: Mapping[str, Any], *,
+                      in_story: bool) -> AsyncIterator[str]:
+        """A story button (Telegram). It acts on the story it was shown under, and only at the moment
+        it was shown for (the same head passage and candidates waiting): a button of a story that has
+        moved on since does nothing. The channel turns most such taps away itself; this catches two
+        taps on two keyboards at once, whose turns run one after the other."""
+        state = turn.state
+        action, story_id, number = button.get("action"), button.get("story_id"), button.get("number")
+        if action not in BUTTON_ACTIONS or not isinstance(story_id, int) or isinstance(story_id, bool):
+            raise InputError(turn.say(say.BUTTON_STALE))
+        if not in_story:
+            turn.release()  # unless the button opens the story (below), nothing is open after it
+        try:
+            view = await service.view(turn.user_id, story_id)
+        except NotFound:
+            yield turn.say(say.BUTTON_GONE)
+            return
+        open_id = state.get("story_id") if in_story else None
+        if open_id is not None and open_id != story_id and action != "open":
+            yield turn.say(say.BUTTON_OTHER_STORY).format(title=view.story.title, id=story_id)
+            return
+        if action != "open" and moment(view) != (button.get("head_id"), button.get("last_candidate_id")):
+            yield turn.say(say.BUTTON_STALE)
+            return
+        state.pop("confirm_delete", None)  # a button is an answer of its own
+        if open_id != story_id:
+            state.clear()
+            state.update(active=True, draft={}, story_id=story_id)
+        turn.keep()
+        if action == "open":
+            command = Command("resume", str(story_id), story_id)
+        else:
+            command = Command(action, "", number if isinstance(number, int) and action == "choose" else None)
+        async for piece in getattr(self, f"_do_{command.name}")(turn, service, command):
+            yield piece
 
     async def _do_show(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         view = await service.view(turn.user_id, self._open(turn))
@@ -209,8 +328,9 @@ class StorySkill(Skill):
 
     async def _do_delete(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         story_id = command.number if command.number is not None else self._open(turn)
-        story = await service.repo.get_story(turn.user_id, story_id)
+        story = (await self._view_of(turn, service, story_id)).story
         turn.state["confirm_delete"] = story_id
+        turn.keep()  # the yes-or-no answer comes back here
         turn.suggest("yes", "no")
         yield turn.say(say.CONFIRM_DELETE).format(title=story.title)
 
@@ -230,17 +350,22 @@ class StorySkill(Skill):
             raise InputError("Which one? /choose 1, or just type its number.")
         view = await service.choose(turn.user_id, self._open(turn), number=command.number)
         turn.data["story"] = {"story": view.to_json()}
-        yield f"Taken: {say.render_passage(len(view.path), view.path[-1])}\nWrite what happens next, or say \"continue\"."
+        # Named as the candidate was offered ("✍ 2", "[2]"), not by its place in the story.
+        yield (turn.say(say.CHOSEN).format(number=command.number) + "\n" + view.path[-1].text
+               + "\n\n" + turn.say(say.WHAT_NEXT))
 
     async def _do_undo(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
-        view = await service.undo(turn.user_id, self._open(turn))
+        story_id = self._open(turn)
+        waiting = bool((await service.repo.get_story(turn.user_id, story_id)).cursor.get("pending"))
+        view = await service.undo(turn.user_id, story_id)
         turn.data["story"] = {"story": view.to_json()}
-        yield "Undone (/redo brings it back).\n" + say.render_view(view, last=2)
+        done = say.UNDONE_CANDIDATES if waiting else say.UNDONE
+        yield turn.say(done).format(number=len(view.path) + 1) + "\n" + say.render_view(view, last=2)
 
     async def _do_redo(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         view = await service.redo(turn.user_id, self._open(turn))
         turn.data["story"] = {"story": view.to_json()}
-        yield "Redone.\n" + say.render_view(view, last=2)
+        yield turn.say(say.REDONE).format(number=len(view.path)) + "\n" + say.render_view(view, last=2)
 
     async def _do_edit(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         story_id = self._open(turn)
@@ -307,7 +432,11 @@ class StorySkill(Skill):
         yield "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.model_dump().items())
 
     async def _do_export(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
-        name, content_type, content = await service.export(turn.user_id, self._open(turn), command.args or "md")
+        # "/export md" the open story, "/export 3 txt" story 3.
+        story_id = command.number if command.number is not None else self._open(turn)
+        if command.number is not None:
+            await self._view_of(turn, service, story_id)  # someone else's is NotYours, and the open one stays
+        name, content_type, content = await service.export(turn.user_id, story_id, command.rest or "md")
         turn.data["export"] = {"filename": name, "content_type": content_type, "content": content}
         yield content
 
@@ -359,3 +488,8 @@ def _required(value: str, what: str) -> str:
     if not value.strip():
         raise InputError(f"Give the {what} after the command, e.g. /{what} ...")
     return value.strip()
+
+
+def moment(view: StoryView) -> tuple[int | None, int | None]:
+    """Where a story stands, as its buttons remember it: the head passage and the last candidate waiting."""
+    return view.story.head_id, (view.pending[-1].id if view.pending else None)

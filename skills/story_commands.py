@@ -42,6 +42,14 @@ BARE_WORDS = {
     if name in ("continue", "retry", "undo", "redo", "stories", "help")
 }
 _BY_ALIAS = {alias: name for name, aliases in ALIASES.items() for alias in aliases}
+# Commands that make sense with no story open: they list, open, export or delete one, and none of
+# them starts a new story.
+OUTSIDE_A_STORY = frozenset({"stories", "resume", "export", "delete"})
+# "my stories", "show me my stories", "мои истории", "список историй": the list, said in words (the
+# story intent's rule in intents/core.yaml matches the same, so it reaches the skill with no story open).
+_LIST_STORIES = re.compile(
+    r"^\s*((show\s+)?(me\s+)?(my|list(\s+of)?(\s+my)?)\s+stories|(покажи\s+)?(мои|список)(\s+моих)?\s+истори\w*)"
+    r"\s*[?.!]*\s*$", re.IGNORECASE)
 _NUMBER = re.compile(r"^\s*#?(\d{1,4})\s*[.)]?\s*$")
 _YES = re.compile(r"^\s*(yes|y|yep|sure|delete|да|конечно|удали\w*)\s*[.!]*\s*$", re.IGNORECASE)
 
@@ -70,6 +78,8 @@ def parse(text: str, *, candidates_waiting: bool = False) -> Command:
         if name is None:
             return Command("unknown", head)
         return _with_number(name, args.strip())
+    if _LIST_STORIES.match(stripped):
+        return Command("stories")
     bare = stripped.lower().rstrip(".!")
     if bare in BARE_WORDS:
         return Command(BARE_WORDS[bare])
@@ -109,4 +119,4 @@ HELP = """Story commands:
   /lore KEYS: TEXT  a world note used when KEYS appear (/lore to list, /lore -ID to remove)
   /settings k=v     candidates, temperature, top_p, max_new_tokens, repetition_penalty
   /character NAME: QUESTION   ask a character
-  /export md|txt|json   /stories   /resume ID   /rename TITLE   /delete   /new   /end"""
+  /export [ID] md|txt|json   /stories   /resume ID   /rename TITLE   /delete [ID]   /new   /end"""

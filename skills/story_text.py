@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.core.skill import AsideCheck
 from bot.story.tree import AUTHOR_LABELS, StoryView
 from bot.storage.stories import PassageRecord
 
@@ -30,6 +31,41 @@ NO_STORY = {"en": "There is no story open. Write a first passage to start one, o
             "ru": "Сейчас нет открытой истории. Напиши первый отрывок или выбери из /stories."}
 UNKNOWN = {"en": "I don't know the command /{name}. /help lists the story commands.",
            "ru": "Не знаю команды /{name}. /help покажет команды историй."}
+
+# What a story button (or the command it stands for) did, named the way the button was.
+CHOSEN = {"en": "Taken: option {number}.", "ru": "Взят вариант {number}."}
+WHAT_NEXT = {"en": "Write what happens next, or say \"continue\".",
+             "ru": "Напиши, что будет дальше, или скажи «продолжай»."}
+RETRIED = {"en": "Another take on the last passage:", "ru": "Другой вариант последнего отрывка:"}
+UNDONE = {"en": "Undone: passage {number} is taken back (/redo brings it back).",
+          "ru": "Отменено: отрывок {number} убран (/redo вернёт его)."}
+UNDONE_CANDIDATES = {"en": "Undone: passage {number} is taken back, and the options waiting are set aside "
+                           "(/redo brings the passage back).",
+                     "ru": "Отменено: отрывок {number} убран, а варианты на выбор отложены (/redo вернёт отрывок)."}
+REDONE = {"en": "Redone: passage {number} is back.", "ru": "Возвращено: отрывок {number} снова в истории."}
+RESUME_HINT = {"en": "(/resume {id} goes back to the story you were writing.)",
+               "ru": "(/resume {id} вернёт к истории, которая была открыта.)"}
+# A story button pressed after the story moved on (two buttons at once, a keyboard left over).
+BUTTON_STALE = {"en": "Those buttons were for an earlier point in the story, so I did nothing. "
+                      "Use the ones under the newest passage.",
+                "ru": "Эти кнопки были для более раннего места истории, так что я ничего не сделал. "
+                      "Нажми кнопки под последним отрывком."}
+BUTTON_OTHER_STORY = {"en": "That button belongs to another story (\"{title}\"), so I did nothing. "
+                            "/resume {id} goes back to it.",
+                      "ru": "Эта кнопка от другой истории («{title}»), так что я ничего не сделал. "
+                            "/resume {id} вернёт к ней."}
+BUTTON_GONE = {"en": "That story no longer exists. /stories lists yours.",
+               "ru": "Этой истории больше нет. /stories покажет твои истории."}
+# Story commands typed with no story open.
+NO_STORIES = {"en": "You have no stories yet. Say /story to start one.",
+              "ru": "У тебя пока нет историй. Скажи /story, чтобы начать."}
+NO_STORIES_YET = {"en": "You have no stories yet: write the first passage, and this one is kept.",
+                  "ru": "У тебя пока нет историй: напиши первый отрывок, и эта сохранится."}
+WHICH = {"en": "Which one? /{command} ID, e.g. /{command} {example}.",
+         "ru": "Какую? /{command} ID, например /{command} {example}."}
+NOT_YOURS = {"en": "Story {id} does not exist (or is not yours). /stories lists yours.",
+             "ru": "Истории {id} нет (или она не твоя). /stories покажет твои истории."}
+EXPORTED = {"en": "\"{title}\" (story {id}), as {format}:", "ru": "«{title}» (история {id}) в формате {format}:"}
 
 # Passages shown when a story is opened or shown again.
 SHOW_LAST = 6
@@ -64,16 +100,36 @@ def render_view(view: StoryView, *, last: int = SHOW_LAST) -> str:
     return "\n".join(lines)
 
 
-def render_list(stories: list[dict], current: int | None) -> str:
+def render_list(stories: list[dict], current: int | None, language: str = "en", *,
+                empty: dict[str, str] = NO_STORIES, hint: bool = True) -> str:
+    """The user's stories, newest first, with their ids; `current` is marked open, `empty` is said
+    when there are none, and `hint` says how to open one."""
+    ru = language == "ru"
     if not stories:
-        return "You have no stories yet. Write a first passage to start one."
-    lines = ["Your stories:"]
+        return pick(empty, language)
+    lines = ["Твои истории:" if ru else "Your stories:"]
     for item in stories:
-        mark = " (open)" if item["id"] == current else ""
-        lines.append(f"  {item['id']}: \"{item['title']}\", {item['passages']} passages{mark}")
-    lines.append("/resume ID opens one.")
+        mark = (" (открыта)" if ru else " (open)") if item["id"] == current else ""
+        count = f"отрывков: {item['passages']}" if ru else f"{item['passages']} passages"
+        lines.append(f"  {item['id']}: \"{item['title']}\", {count}{mark}")
+    if hint:
+        lines.append("/resume ID открывает историю." if ru else "/resume ID opens one.")
     return "\n".join(lines)
+
+
+def pick(texts: dict[str, str], language: str | None) -> str:
+    """The text of `texts` in `language`, English when there is none."""
+    return texts.get(language or "en") or texts["en"]
 
 
 def choice_range(count: int) -> str:
     return "1" if count == 1 else f"1–{count}"
+
+# Asked when a message inside a story looks meant for Tandem, not the story ("how are you?").
+ASIDE_CHECK = AsideCheck(
+    question={"en": "Add that to the story, or leave it?", "ru": "Добавить это в историю или не надо?"},
+    add={"en": "Add to the story", "ru": "Добавить в историю"},
+    leave={"en": "Leave it", "ru": "Не добавлять"},
+    back={"en": "(Our story is waiting: write the next passage, or say \"continue\".)",
+          "ru": "(Наша история ждёт: напиши следующий отрывок или скажи «продолжай».)"},
+)

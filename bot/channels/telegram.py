@@ -26,7 +26,7 @@ from bot.channels import telegram_keyboards as kb
 from bot.channels.services import Services
 from bot.channels.telegram_config import TelegramConfig
 from bot.channels.telegram_delivery import Delivery
-from bot.channels.telegram_texts import COMMANDS, CONTENT_KINDS, language_of, say, split_command
+from bot.channels.telegram_texts import COMMAND_DESCRIPTIONS, CONTENT_KINDS, commands, language_of, say, split_command
 from bot.core.errors import BotError, ConfigError, InputError, NotFound
 from bot.core.messages import Incoming, Reply, ReplyStream
 from bot.storage.channel_state import ChannelStateRepo
@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
-# What a story button says to the story skill, as if the user had typed it.
-STORY_COMMANDS = {kb.STORY_CHOOSE: "/choose {}", kb.STORY_RETRY: "/retry", kb.STORY_UNDO: "/undo"}
+# The story skill, which story buttons address, and the metadata key of a button's turn (skills/story.py BUTTON).
+STORY_SKILL, STORY_BUTTON = "story", "story_button"
 # The leader election of polling: its job name, and its lock file in the data folder (SQLite).
 POLL_JOB = "telegram-poll"
 POLL_LOCK_FILE = "telegram-poll.lock"
@@ -48,7 +48,9 @@ _UPDATE_ID: ContextVar[int | None] = ContextVar("telegram_update_id", default=No
 
 class TelegramChannel:
     """Telegram updates in, `handle_turn` streams out. State lives in SQL (conversations, feedback,
-    dialog state); the only memory here is which message shows the latest story buttons."""
+    dialog state, which button was pressed); the only memory here is which message shows the latest
+    story buttons, so that the previous ones can be taken away (whether a button may act is decided
+    in SQL, not by this)."""
 
     def __init__(self, services: Services, config: TelegramConfig, token: str,
                  webhook_secret: str | None = None) -> None:
@@ -105,8 +107,11 @@ class TelegramChannel:
             raise BotError(f"cannot reach the Telegram Bot API at {self.config.api_base_url}: {exc}") from exc
         self.application = app
         self.delivery = Delivery(app.bot, self.config)
-        commands = [BotCommand(name, description) for name, description in COMMANDS]
-        await self.delivery.call("setMyCommands", lambda: app.bot.set_my_commands(commands))
+        # The menu in English for every client, and in each language for clients set to it.
+        for language in (None, *COMMAND_DESCRIPTIONS):
+            menu = [BotCommand(name, description) for name, description in commands(language)]
+            await self.delivery.call("setMyCommands", lambda menu=menu, language=language:
+                                     app.bot.set_my_commands(menu, language_code=language))
         await app.start()
         if self.config.mode == "polling":
             # Telegram hands updates to one getUpdates caller at a time: of the processes sharing
@@ -352,15 +357,26 @@ class TelegramChannel:
     async def _turn(self, chat: Chat, user: User | None, text: str, *, reply_to: int | None = None,
                     conversation_id: str | None = None, client_message_id: str | None = None,
                     skill: str | None = None, metadata: dict[str, Any] | None = None) -> Reply | None:
+        # Started before any await, so a chat's turns reach the dispatcher in the order they came.
+        stream = self._start_turn(chat, user, text, conversation_id=conversation_id,
+                                  client_message_id=client_message_id, skill=skill, metadata=metadata)
+        return await self._deliver(chat, stream, reply_to)
+
+    def _start_turn(self, chat: Chat, user: User | None, text: str, *, conversation_id: str | None = None,
+                    client_message_id: str | None = None, skill: str | None = None,
+                    metadata: dict[str, Any] | None = None) -> ReplyStream:
         external_id, name = self._subject(chat, user)
         # A message's chat and message id name it for good: an update delivered twice (a webhook
         # retried, a poller restarted) is answered from storage the second time, not run again.
         incoming = Incoming(CHANNEL, external_id, text, conversation_id=conversation_id, user_name=name,
                             language=language_of(user), client_message_id=client_message_id, skill=skill,
                             metadata={**(metadata or {}), "chat_id": chat.id, "chat_type": chat.type})
-        # Started before any await, so a chat's turns reach the dispatcher in the order they came.
         stream = self.services.handle_turn(incoming)
         self._taken_when_stored(stream)
+        return stream
+
+    async def _deliver(self, chat: Chat, stream: ReplyStream, reply_to: int | None = None) -> Reply | None:
+        """Show the turn's reply in the chat as it is written; None when Telegram did not take it."""
         assert self.delivery is not None
         async with self._chat_lock(chat.id):
             try:
@@ -440,7 +456,7 @@ class TelegramChannel:
         if message.chat.type != ChatType.PRIVATE:
             await self._tell(message.chat.id, say("private_only", language))
             return
-        await self._tell(message.chat.id, say("delete_ask", language), kb.delete_markup())
+        await self._tell(message.chat.id, say("delete_ask", language), kb.delete_markup(language))
 
     # --- button clicks -------------------------------------------------------------------------
 
@@ -518,21 +534,58 @@ class TelegramChannel:
 
     async def _click_story(self, query: CallbackQuery, message: Message, callback: kb.Callback,
                            language: str | None) -> None:
-        action = callback.args[0]
-        if action not in STORY_COMMANDS:
-            raise ValueError(action)
+        """A story button acts once. Its keyboard's message names its turn for good
+        (`tg:<chat>:<message>:story`), so a second tap, on that button or another of the same keyboard,
+        is the same turn: turned away here when it is stored already (a tap after the first was taken,
+        a tap after a restart, in any worker), or recognised as a duplicate by the dispatcher when
+        two taps come at once. A button of a story that has moved on since it was shown does nothing."""
         # Checked before the click is answered: a click can be answered once, and a broken one says so.
-        number = callback.args[1] if action == kb.STORY_CHOOSE else ""
-        if action == kb.STORY_CHOOSE and not number.isdecimal():
-            raise ValueError(number)
-        latest = self._story_messages.get(message.chat.id)
-        if latest is not None and latest[0] != message.message_id:
-            await self._answer(query, say("not_latest", language))
-            await self._show_choice(message, {kb.STORY}, None)
+        button = kb.story_button(callback)
+        stories = self.services.stories
+        if stories is None:
+            raise ValueError("no story skill")
+        user_id = await self._user_id(message.chat, query.from_user)
+        client_id = f"tg:{message.chat.id}:{message.message_id}:story"
+        if await self.state.has_user_message(user_id, client_id):
+            # Asked before the button is looked for: the keyboard may show the choice already. The
+            # keyboard is left as it is: the tap that acted shows its choice there.
+            await self._answer(query, say("done", language))
+            return
+        label = kb.label_of(message.reply_markup, query.data)
+        if label is None:
+            raise ValueError("not a button of this message")
+        try:
+            view = await stories.view(user_id, button.story_id)
+        except NotFound:  # deleted since, or someone else's (the two look alike)
+            await self._answer(query, say("stale", language))
+            await self._spend(message)
+            return
+        # The moment as skills/story.py `moment` reads it: the head passage and the last candidate waiting.
+        now = (view.story.head_id, view.pending[-1].id if view.pending else None)
+        if button.action != "open" and now != (button.head_id, button.last_candidate_id):
+            await self._answer(query, say("moved_on", language))
+            await self._spend(message)
+            return
+        stream = self._start_turn(message.chat, query.from_user, button.command, skill=STORY_SKILL,
+                                  metadata={STORY_BUTTON: button.metadata()}, client_message_id=client_id)
+        await stream.user_message_id()
+        if getattr(stream, "duplicate", False):
+            # Another tap of this keyboard came first: that one acts and is shown.
+            await self._answer(query, say("done", language))
+            reply = await stream.reply()
+            if reply.duplicate:
+                return
+            # The first tap's turn died with its process, and this one answered it: show that.
+            await self._deliver(message.chat, stream)
             return
         await self._answer(query, None)
-        await self._show_choice(message, {kb.STORY}, f"✓ {number}" if number else None)
-        await self._turn(message.chat, query.from_user, STORY_COMMANDS[action].format(number))
+        await self._show_choice(message, {kb.STORY}, f"✓ {label}")
+        await self._deliver(message.chat, stream)
+
+    async def _spend(self, message: Message) -> None:
+        """Take the story buttons off a message whose buttons can do nothing any more."""
+        if kb.acts(message.reply_markup, {kb.STORY}):
+            await self._show_choice(message, {kb.STORY}, None)
 
     async def _click_language(self, query: CallbackQuery, message: Message, callback: kb.Callback,
                               language: str | None) -> None:

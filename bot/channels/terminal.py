@@ -44,14 +44,20 @@ async def chat_loop(
             continue
         stream = handle_turn(Incoming(CHANNEL, user_id, line))
         stdout.write("tandem> ")
-        streamed = False
+        shown = ""
         async for piece in stream:
             stdout.write(piece)
             stdout.flush()
-            streamed = True
+            shown += piece
         reply = await stream.reply()
-        if not streamed:  # refused, busy or not saved: answered without streaming
+        if not shown:  # refused, busy or not saved: answered without streaming
             stdout.write(reply.text)
+        elif shown.strip() != reply.text:
+            # The skill rewrote what it streamed (a part failed a check once the reply was whole):
+            # the final text replaces it, on the same line where the terminal can clear one.
+            single_line = "\n" not in shown and stdout.isatty()
+            stdout.write("\r\x1b[2K" if single_line else "\n")
+            stdout.write("tandem> " + reply.text)
         if reply.suggestions:
             stdout.write("\n  [" + " | ".join(reply.suggestions) + "]")
         stdout.write("\n")

@@ -3,7 +3,10 @@ streamed replies with stop, thumbs and ratings, and the transcript on resume.
 
 Protocol (JSON objects with a "type"); the client speaks first with `hello`:
 
-  → hello {token?, conversation_id?, language?}
+  → hello {token?, conversation_id?, language?, timezone?}
+                                    language: en|ru ("ru-RU" reads as ru), the first guess of the reply language;
+                                    timezone: an IANA name ("Europe/Moscow"), given to every turn as
+                                    metadata["timezone"]; anything else is ignored
   ← welcome {token, conversation_id, messages, rating, resumed, pending}
   → message {client_id, text}       ← ack {client_id, duplicate}, typing, delta {client_id, text}…, reply {client_id, …}
                                      ← rejected {client_id, message}  (refused input; nothing stored)
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import zoneinfo
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +49,37 @@ CHANNEL = "web"
 MAX_CLIENT_ID_CHARS = MAX_CLIENT_MESSAGE_ID_CHARS
 # Ledger entries kept for de-duplication; a resend comes within seconds or minutes of the original.
 LEDGER_SIZE = 20_000
+LANGUAGES = ("en", "ru")
+# The longest IANA time zone name is 32 characters ("America/Argentina/ComodRivadavia").
+MAX_TIMEZONE_CHARS = 64
+# What this channel itself says to the user, per language (the widget shows `message` as it is).
+TEXTS = {
+    "unavailable": {"en": "Sorry, I can't save that right now. Please try again in a moment.",
+                    "ru": "Извини, сейчас я не могу это сохранить. Попробуй ещё раз чуть позже."},
+    "internal": {"en": "Something went wrong on our side. Please try again.",
+                 "ru": "У нас что-то сломалось. Попробуй ещё раз."},
+}
+
+
+def client_language(value: Any) -> str | None:
+    """"en" or "ru" from what a client says ("ru", "ru-RU", "RU"); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    code = value.strip()[:2].lower()
+    return code if code in LANGUAGES and (len(value.strip()) == 2 or value.strip()[2:3] in "-_") else None
+
+
+def client_timezone(value: Any) -> str | None:
+    """`value` when it names an IANA time zone that zoneinfo knows ("Europe/Moscow", "UTC"), else None."""
+    if not isinstance(value, str) or not value or len(value) > MAX_TIMEZONE_CHARS:
+        return None
+    if value == "localtime" or value.startswith("posix"):
+        return None  # files in the tz database folder that name the server's zone, not the user's
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return None  # unknown, a path outside the database, a NUL byte, a folder ("Europe")
+    return value
 
 
 @dataclass
@@ -97,6 +132,7 @@ class WidgetSession:
     user_id: int | None = None
     conversation_id: str | None = None
     language: str | None = None
+    timezone: str | None = None
     streams: set[ReplyStream] = field(default_factory=set)
     tasks: set[asyncio.Task] = field(default_factory=set)
     # Rate limits (None: unlimited): every frame counts against the client address, every
@@ -115,6 +151,10 @@ class WidgetSession:
 
     async def error(self, code: str, message: str, **extra: Any) -> None:
         await self.send({"type": "error", "code": code, "message": message, **extra})
+
+    def say(self, key: str) -> str:
+        texts = TEXTS[key]
+        return texts.get(self.language or "en") or texts["en"]
 
     def spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -165,13 +205,12 @@ class WidgetSession:
             await handler(frame)
         except StorageError:
             log.exception("ws storage error conversation=%s type=%s", self.conversation_id, kind)
-            await self.error("unavailable", "Sorry, I can't save that right now. Please try again in a moment.",
-                             client_id=frame.get("client_id"))
+            await self.error("unavailable", self.say("unavailable"), client_id=frame.get("client_id"))
 
     async def hello(self, frame: dict[str, Any]) -> None:
         repo = self.services.conversations
-        language = frame.get("language")
-        self.language = language if language in ("en", "ru") else None
+        self.language = client_language(frame.get("language"))
+        self.timezone = client_timezone(frame.get("timezone"))
         token = frame.get("token") if isinstance(frame.get("token"), str) else None
         user_id = await repo.user_by_token(token) if token else None
         new_token = None
@@ -243,7 +282,7 @@ class WidgetSession:
         try:
             text = clean_user_text(frame.get("text"), self.services.settings.dispatcher.max_text_chars)
         except InputError as exc:
-            await self.send({"type": "rejected", "client_id": client_id, "message": str(exc)})
+            await self.send({"type": "rejected", "client_id": client_id, "message": exc.in_language(self.language)})
             return
         self._take(client_id, text, duplicate=False)
 
@@ -255,6 +294,7 @@ class WidgetSession:
         stream = self.services.handle_turn(Incoming(
             CHANNEL, str(self.user_id), text, conversation_id=self.conversation_id, language=self.language,
             owner_id=self.user_id, client_message_id=client_id,
+            metadata={"timezone": self.timezone} if self.timezone else {},
         ))
         sent = _Sent(stream, self.conversation_id)
         self.ledger.add(self.conversation_id, client_id, sent)
@@ -316,7 +356,7 @@ class WidgetSession:
             await self.error("not_found", "no such message")
             return
         except InputError as exc:
-            await self.error("bad_request", str(exc))
+            await self.error("bad_request", exc.in_language(self.language))
             return
         await self.send({"type": "thumb_saved", "message_id": message_id, "value": value})
 
@@ -329,7 +369,7 @@ class WidgetSession:
         try:
             await self.services.feedback.add_rating(self.conversation_id, self.user_id, rating, comment, CHANNEL)
         except InputError as exc:
-            await self.error("bad_request", str(exc))
+            await self.error("bad_request", exc.in_language(self.language))
             return
         # The comment as stored (cleaned), so the widget shows what a resume will show.
         await self.send({"type": "rating_saved", "rating": rating, "comment": clean_comment(comment)})
@@ -383,7 +423,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     # The socket's one catch-all: an error escaping the handler would be answered
                     # with an HTTP error page written into the open socket, which breaks the client.
                     log.exception("ws frame failed conversation=%s", session.conversation_id)
-                    await session.error("internal", "Something went wrong on our side. Please try again.")
+                    await session.error("internal", session.say("internal"))
             elif msg.type == WSMsgType.BINARY:
                 await session.error("bad_request", "frames are JSON text, not binary")
             elif msg.type == WSMsgType.ERROR:

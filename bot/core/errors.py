@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class BotError(Exception):
     """Base of every error Tandem raises on purpose."""
@@ -40,7 +42,18 @@ class StorageError(BotError):
 
 
 class InputError(BotError):
-    """User input that Tandem will not process; the message is safe to show to the user."""
+    """User input that Tandem will not process; the message is safe to show to the user.
+
+    `texts` gives the message per language ({"en": ..., "ru": ...}) where it has been translated;
+    `str(error)` is the English one, `in_language(code)` the one for the user.
+    """
+
+    def __init__(self, message: str = "", texts: Mapping[str, str] | None = None) -> None:
+        self.texts = dict(texts or {})
+        super().__init__(message or self.texts.get("en", ""))
+
+    def in_language(self, language: str | None) -> str:
+        return self.texts.get(language or "") or str(self)
 
 
 class NotFound(BotError):

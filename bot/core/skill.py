@@ -53,6 +53,11 @@ class Turn:
     data: dict[str, Any] = field(default_factory=dict)
     keep_active: bool = False
     reply_to_node: tuple[str, str] | None = None
+    # The reply's final text when it is not what was streamed (see `rewrite`).
+    rewritten: str | None = None
+    # This skill held the conversation when the message came (it had called `keep()`), so the turn
+    # continues what it was doing; False: the skill is entered afresh.
+    was_holding: bool = False
 
     @property
     def intent(self) -> str | None:
@@ -66,6 +71,12 @@ class Turn:
         """Let the dispatcher route the next turn normally (the default)."""
         self.keep_active = False
 
+    def rewrite(self, text: str) -> None:
+        """Make `text` the reply instead of the pieces streamed so far: a streamed part failed a check
+        that could only be made once the reply was whole. Channels show the final reply in place of
+        the stream, and it is what is stored."""
+        self.rewritten = text
+
     def suggest(self, *texts: str) -> None:
         self.suggestions.extend(t for t in texts if t)
 
@@ -77,6 +88,18 @@ class Turn:
 SkillResult = str | AsyncIterator[str]
 
 
+@dataclass(frozen=True)
+class AsideCheck:
+    """The texts of the check a skill that takes free text (a story) asks about a message that looks
+    meant for the bot instead ("how are you?" in a story), each {language: text}: the question, the
+    two quick replies, and a line added after the aside is answered, leading back to the skill."""
+
+    question: Mapping[str, str]
+    add: Mapping[str, str]
+    leave: Mapping[str, str]
+    back: Mapping[str, str]
+
+
 class Skill:
     """Base class of skills. Subclasses declare:
 
@@ -84,6 +107,8 @@ class Skill:
     - `intents`: the intents it serves (checked against the catalogue at start-up);
     - `config_model`: a SkillConfig subclass for its settings;
     - `time_budget_s`: overrides the dispatcher's per-turn budget (generation is slower);
+    - `aside_check`: a skill that takes free text asks this before taking a message meant for the bot;
+    - `follows_up`: an unclaimed message right after this skill's reply comes back to it;
     and implement `respond(turn)`, either `async def` returning the reply text, or an
     async generator yielding it in pieces (streamed to channels that can show it).
     """
@@ -93,6 +118,12 @@ class Skill:
     description: ClassVar[str] = ""
     config_model: ClassVar[type[SkillConfig]] = SkillConfig
     time_budget_s: ClassVar[float | None] = None
+    # Set by a skill that holds the conversation for free text: a message meant for the bot is then
+    # checked with the user before the skill takes it (bot/dispatch/asides.py). None: it takes all.
+    aside_check: ClassVar[AsideCheck | None] = None
+    # A message nothing else is sure of, right after this skill's reply, is taken as an answer to it
+    # and comes back here (small talk: the user answers its question).
+    follows_up: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -118,6 +149,10 @@ class Skill:
 
     def respond(self, turn: Turn) -> Any:  # pragma: no cover - replaced by subclasses
         raise NotImplementedError
+
+    def is_command(self, text: str) -> bool:
+        """Whether `text` is one of this skill's own commands (never an aside); most skills have none."""
+        return False
 
     async def close(self) -> None:
         """Release resources at shut-down (models, connections); most skills hold none."""

@@ -14,6 +14,17 @@ _LINE_BREAK = re.compile(r"\r\n?")
 # marks, BOM) and separators. A message made only of these is empty to the reader.
 _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
+# The refusals, per language: InputError.in_language picks the user's.
+NOT_TEXT = {"en": "I can only read text messages.", "ru": "Я умею читать только текстовые сообщения."}
+EMPTY = {"en": "Your message was empty. Write me something, or type 'help'.",
+         "ru": "Сообщение пустое. Напиши мне что-нибудь или набери «помощь»."}
+TOO_LONG = {
+    "en": "That message is too long for me ({length} characters; the limit is {limit}). "
+          "Could you send it in shorter parts?",
+    "ru": "Это сообщение для меня слишком длинное (символов: {length}, а можно не больше {limit}). "
+          "Пришлёшь его частями покороче?",
+}
+
 
 def clean_text(text: str) -> str:
     """`text` made storable and showable everywhere: lone surrogates replaced by U+FFFD (a pair
@@ -45,13 +56,11 @@ def clean_user_text(text: object, max_chars: int) -> str:
     channel can store and show it; text with nothing visible in it counts as empty.
     """
     if not isinstance(text, str):
-        raise InputError("I can only read text messages.")
+        raise InputError(texts=NOT_TEXT)
     text = clean_text(text).strip()
     if is_blank(text):
-        raise InputError("Your message was empty. Write me something, or type 'help'.")
+        raise InputError(texts=EMPTY)
     if len(text) > max_chars:
-        raise InputError(
-            f"That message is too long for me ({len(text)} characters; the limit is {max_chars}). "
-            "Could you send it in shorter parts?"
-        )
+        raise InputError(texts={language: line.format(length=len(text), limit=max_chars)
+                                for language, line in TOO_LONG.items()})
     return text

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import dataclasses
 import inspect
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.core.annotations import Annotations, Annotator
+from bot.core.annotations import Annotations, Annotator, IntentGuess
 from bot.core.errors import InputError, NotFound, StorageError
 from bot.core.messages import Incoming, Reply
 from bot.core.skill import Skill, Turn
 from bot.core.state import DialogState
 from bot.core.text import clean_user_text
 from bot.dispatch.admission import Admission, user_key
+from bot.dispatch.asides import Aside, answer_to_check, aside_intent
+from bot.dispatch.selector import Candidate, SelectorConfig, candidate_skills, pick
 from bot.dispatch.registry import SkillRegistry
 from bot.dispatch.relay import RelayPublisher, TurnRelay
 from bot.dispatch.stream import TurnStream
@@ -33,24 +38,29 @@ RELEASE_INTENTS = frozenset({"cancel", "reset"})
 # are answered by their own skill: help keeps the held skill, the others leave it.
 META_INTENTS = frozenset({"help", "goodbye", "feedback"})
 KEEPS_HELD = frozenset({"help"})
+# Intents that answer the bot's last question rather than ask for something: they go back to a
+# skill that follows up (small talk asked "do you like music?"; "yes" is for it, not the fallback).
+ANSWER_INTENTS = frozenset({"affirm", "deny"})
+# The dispatcher's own entry in DialogState.skill_state (no skill name starts with "_"): a pending aside.
+ROUTING_STATE = "_routing"
 FALLBACK_SKILL = "fallback"
 
 APOLOGY = {
     "en": "Sorry, something went wrong on my side. Please try again in a moment.",
-    "ru": "Извините, у меня что-то сломалось. Попробуйте ещё раз чуть позже.",
+    "ru": "Извини, у меня что-то сломалось. Попробуй ещё раз чуть позже.",
 }
 TOO_SLOW = {
     "en": "Sorry, that took me too long. Could you try again?",
-    "ru": "Извините, я слишком долго думал. Попробуете ещё раз?",
+    "ru": "Извини, я слишком долго думал. Попробуешь ещё раз?",
 }
 STOPPED = {"en": "(stopped)", "ru": "(остановлено)"}
 NOT_SAVED = {
     "en": "Sorry, I can't save messages right now, so I didn't take that one. Please try again in a moment.",
-    "ru": "Извините, сейчас я не могу сохранять сообщения, так что это не принял. Попробуйте чуть позже.",
+    "ru": "Извини, сейчас я не могу сохранять сообщения, так что это не принял. Попробуй чуть позже.",
 }
 BUSY = {
     "en": "I'm getting a lot of messages right now, so I didn't take that one. Please send it again in a few seconds.",
-    "ru": "Мне сейчас пишут очень много, так что это сообщение я не принял. Отправьте его ещё раз через несколько секунд.",
+    "ru": "Мне сейчас пишут очень много, так что это сообщение я не принял. Отправь его ещё раз через несколько секунд.",
 }
 GONE = {
     "en": "That conversation does not exist.",
@@ -58,7 +68,7 @@ GONE = {
 }
 CANNOT_SAVE = {
     "en": "Sorry, I can't save anything right now, so I couldn't finish that. Please try again in a moment.",
-    "ru": "Извините, сейчас я не могу ничего сохранить, так что не смог это закончить. Попробуйте чуть позже.",
+    "ru": "Извини, сейчас я не могу ничего сохранить, так что не смог это закончить. Попробуй чуть позже.",
 }
 
 
@@ -86,6 +96,12 @@ class _Route:
     prefix: list[str] = field(default_factory=list)
     # An aside (help inside a story): the skill that held the conversation holds it afterwards.
     keep_held: bool = False
+    # Said after the skill's reply (the way back to a held story after an aside).
+    suffix: list[str] = field(default_factory=list)
+    # The skill named as the answer's author when no skill runs (the held skill's check).
+    answered_by: str | None = None
+    # Several skills that may answer, with the intent each would answer (None: the fallback's).
+    candidates: list[tuple[Skill, IntentGuess | None]] = field(default_factory=list)
 
 
 class Dispatcher:
@@ -111,6 +127,8 @@ class Dispatcher:
         self.graphs = graphs
         self.config = config or DispatcherConfig()
         self.intent_threshold = intent_threshold
+        self.selector = SelectorConfig(max_candidates=self.config.max_candidates,
+                                       floor=self.config.candidate_floor, margin=self.config.candidate_margin)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
         self._running: set[asyncio.Task] = set()
@@ -211,7 +229,7 @@ class Dispatcher:
         except InputError as exc:
             # Refused input is answered before anything is looked up or stored: nothing
             # stored changes, not even a first-time user's row.
-            return Reply(conversation_id, str(exc), "dispatcher", status="rejected")
+            return Reply(conversation_id, exc.in_language(language), "dispatcher", status="rejected")
         opened: OpenedTurn | None = None
         renewing: asyncio.Task | None = None
         publisher: RelayPublisher | None = None
@@ -280,6 +298,10 @@ class Dispatcher:
         language = _pick_language(incoming, state, annotations, self.config.default_language)
         state.language = language
         state.turn_count += 1
+        held = self.skills.get(state.active_skill)
+        if held is None or held.aside_check is None:
+            # Inside a story "My name is Bob," is a character's line: facts count only as an aside.
+            _remember_user_facts(annotations.values.get("user_facts"), state)
         turn = Turn(
             conversation_id=conversation_id, user_id=opened.user_id, channel=incoming.channel, text=text,
             language=language, annotations=annotations, slots=state.slots, metadata=incoming.metadata,
@@ -291,13 +313,18 @@ class Dispatcher:
             turn.history = opened.history
             addressed = self.skills.get(incoming.skill)
             route = _Route(skill=addressed) if addressed is not None else self._route(state, turn)
-            skill_name = route.skill.name if route.skill else "graph"
+            skill_name = route.skill.name if route.skill else route.answered_by or "graph"
             for part in route.prefix:
                 pieces.append(part)
                 stream.push(part)
             held = state.active_skill
             if route.skill is not None:
                 status = await self._run_skill(route.skill, turn, state, pieces, stream)
+            elif route.candidates:
+                skill_name, status = await self._run_candidates(route.candidates, turn, state, pieces, stream)
+            for part in route.suffix if status == "complete" else ():
+                pieces.append(part)
+                stream.push(part)
             if (addressed is not None or route.keep_held) and state.active_skill is None:
                 state.active_skill = held  # an aside (a language button, help) leaves a story open
         except Exception as exc:  # the one catch-all of a turn: log it, answer politely
@@ -342,6 +369,8 @@ class Dispatcher:
 
     def _route(self, state: DialogState, turn: Turn) -> _Route:
         intent = turn.intent if self._confident(turn) else None
+        # A question asked last turn ("Add that to the story?") is answered now or never.
+        aside = Aside.from_json((state.skill_state.pop(ROUTING_STATE, None) or {}).get("aside"))
         # 1. A skill holding the conversation keeps it, unless the user cancels or resets in
         # so many words (a rule): inside a skill the user writes free text (a story passage,
         # a comment), which a classifier's guess of "cancel" must not cut short.
@@ -357,10 +386,14 @@ class Dispatcher:
                     state.active_skill = None
                 return _Route(skill=meta, keep_held=intent in KEEPS_HELD)
         if held is not None:
-            return _Route(skill=held)
+            return self._held_route(held, state, turn, aside)
         state.active_skill = None
         if intent == "reset":
             state.flow = state.node = None  # "cancel" stays: a graph may answer it (global transition)
+        return self._free_route(state, turn, intent)
+
+    def _free_route(self, state: DialogState, turn: Turn, intent: str | None) -> _Route:
+        """Where a message goes when no skill holds the conversation."""
         # 2. The active dialog graph node, or a flow whose trigger matches.
         if self.graphs is not None:
             step = self.graphs.step(state, turn.text, turn.annotations, turn.language)
@@ -377,8 +410,65 @@ class Dispatcher:
                     return _Route(skill=claimant)
             if step is not None:
                 return self._apply_step(step, state, turn)
-        # 3. A skill chosen by intent; 4. the fallback skill.
-        return _Route(skill=self.skills.by_intent(intent) or self.skills[FALLBACK_SKILL])
+        # 3. An answer to the last reply: what nothing is sure of (or a bare yes/no) goes back to the
+        # skill that wrote it when that skill follows up (small talk asked "and you?").
+        follower = self._follow_up(turn, intent)
+        if follower is not None:
+            return _Route(skill=follower)
+        # 4. The skill of a sure intent; when none is sure, or two are close, the few skills the
+        # ranking names answer side by side and the selector keeps the best reply; 5. the fallback.
+        options = candidate_skills(turn.annotations.intent, turn.annotations.ranking, self.skills.by_intent,
+                                   self.skills[FALLBACK_SKILL], self.intent_threshold, self.selector)
+        if len(options) > 1:
+            return _Route(candidates=options)
+        return _Route(skill=options[0][0] if options else self.skills[FALLBACK_SKILL])
+
+    def _follow_up(self, turn: Turn, intent: str | None) -> Skill | None:
+        if intent is not None and intent not in ANSWER_INTENTS:
+            return None
+        if turn.annotations.values.get("chat_act") in ("task", "lookup"):
+            return None  # "book me a flight" after small talk is still out of scope
+        last = next((item for item in reversed(turn.history) if item.author == "bot"), None)
+        skill = self.skills.get(last.skill) if last is not None else None
+        if skill is None or not skill.follows_up:
+            return None
+        if intent is None and not _has_words(turn.text):
+            return None  # noise ("asdf", "???") is not an answer
+        return skill
+
+    def _held_route(self, held: Skill, state: DialogState, turn: Turn, aside: Aside | None) -> _Route:
+        """A skill that takes free text (a story) takes the message, unless it looks meant for the bot:
+        then the user is asked, and their answer adds it to the skill or has it answered as an aside."""
+        check = held.aside_check
+        if check is None:
+            return _Route(skill=held)
+        if aside is not None and aside.skill == held.name:
+            choice = answer_to_check(turn.text)
+            if choice == "add":
+                turn.text = aside.text
+                return _Route(skill=held)
+            if choice == "leave":
+                # Answered as if no skill held the conversation; the held one holds it again after.
+                _remember_user_facts(aside.facts, state)
+                turn.text = aside.text
+                values = {"aside": True, **({"user_facts": aside.facts} if aside.facts else {})}
+                turn.annotations = Annotations(language=turn.annotations.language, intent=aside.guess(),
+                                               ranking=[aside.guess()], values=values)
+                route = self._free_route(state, turn, aside.intent)
+                route.keep_held = True
+                route.suffix.append(" " + turn.say(check.back))
+                return route
+            # Anything else: the question is dropped and this message is judged as it comes.
+        guess = turn.annotations.intent
+        intent = None if held.is_command(turn.text) else aside_intent(turn.text, guess, self.intent_threshold)
+        if intent is None or guess is None or self.skills.by_intent(intent) is held:
+            return _Route(skill=held)
+        state.skill_state[ROUTING_STATE] = {"aside": Aside(
+            held.name, turn.text, intent, guess.confidence, guess.source,
+            facts=turn.annotations.values.get("user_facts")).to_json()}
+        turn.suggest(turn.say(check.add), turn.say(check.leave))
+        turn.data["aside_check"] = intent
+        return _Route(prefix=[turn.say(check.question)], keep_held=True, answered_by=held.name)
 
     def _apply_step(self, step: GraphStepLike, state: DialogState, turn: Turn) -> _Route:
         state.slots.update(step.set_slots)
@@ -400,7 +490,9 @@ class Dispatcher:
     async def _run_skill(self, skill: Skill, turn: Turn, state: DialogState, pieces: list[str],
                          stream: TurnStream) -> str:
         turn.state = state.skill_state.setdefault(skill.name, {})
+        turn.was_holding = state.active_skill == skill.name
         budget = skill.time_budget_s or self.config.turn_timeout_s
+        before = len(pieces)  # a graph node's words may come first; a rewrite replaces only the skill's
         generation = asyncio.create_task(_collect(skill.respond(turn), pieces, stream))
         stream.on_cancel(generation.cancel)
         try:
@@ -422,8 +514,42 @@ class Dispatcher:
             state.active_skill = skill.name if turn.keep_active else None
             return "incomplete"
         generation.result()  # re-raises the skill's error into the catch-all
+        if turn.rewritten is not None:
+            pieces[before:] = [turn.rewritten]
         state.active_skill = skill.name if turn.keep_active else None
         return "complete"
+
+    async def _run_candidates(self, options: list[tuple[Skill, IntentGuess | None]], turn: Turn,
+                              state: DialogState, pieces: list[str], stream: TurnStream) -> tuple[str, str]:
+        """Let each candidate skill answer on its own copy of the turn, keep the best reply, and make
+        the winner's turn (state, slots, suggestions, data) the turn's. Returns (skill name, status)."""
+        candidates = [Candidate(skill, guess, _candidate_turn(turn, state, skill, guess)) for skill, guess in options]
+        budget = max(skill.time_budget_s or self.config.turn_timeout_s for skill, _ in options)
+        tasks = [asyncio.create_task(_answer_candidate(c)) for c in candidates]
+        stream.on_cancel(lambda: [task.cancel() for task in tasks])
+        try:
+            _, late = await asyncio.wait(tasks, timeout=budget)
+        finally:
+            stream.on_cancel(None)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        best = pick(candidates, turn.history)
+        turn.annotations.values["candidates"] = [c.to_json(c is best) for c in candidates]
+        if best is None:
+            pieces.append(TOO_SLOW.get(turn.language, TOO_SLOW["en"]))
+            return FALLBACK_SKILL, "incomplete"
+        log.info("selector conversation=%s chose=%s scores=%s", turn.conversation_id, best.skill.name,
+                 ",".join(f"{c.skill.name}:{c.score:.2f}" for c in candidates))
+        pieces.append(best.text)
+        stream.push(best.text)
+        state.skill_state[best.skill.name] = best.turn.state
+        state.slots.clear()
+        state.slots.update(best.turn.slots)
+        turn.suggestions[:] = best.turn.suggestions
+        turn.data.update(best.turn.data)
+        state.active_skill = best.skill.name if best.turn.keep_active else None
+        return best.skill.name, "complete"
 
     async def _annotate(self, text: str, conversation_id: str) -> Annotations:
         """Run the annotators in order; a broken or slow one is logged and skipped, since
@@ -475,6 +601,31 @@ async def _collect(result: Any, pieces: list[str], stream: TurnStream) -> None:
     raise TypeError(f"a skill's respond() must give str or an async iterator of str, not {type(result).__name__}")
 
 
+class _Sink:
+    """Where a candidate's pieces go while it is not yet chosen: nowhere (they are kept in the candidate)."""
+
+    def push(self, piece: str) -> None:
+        pass
+
+
+async def _answer_candidate(candidate: Candidate) -> None:
+    try:
+        await _collect(candidate.skill.respond(candidate.turn), candidate.pieces, _Sink())  # type: ignore[arg-type]
+    except Exception:
+        candidate.failed = True
+        log.exception("candidate failed conversation=%s skill=%s", candidate.turn.conversation_id,
+                      candidate.skill.name)
+
+
+def _candidate_turn(turn: Turn, state: DialogState, skill: Skill, guess: IntentGuess | None) -> Turn:
+    """The turn as this candidate sees it: its own intent, and copies of what it may change, so a
+    candidate that is not chosen leaves nothing behind."""
+    return dataclasses.replace(
+        turn, annotations=dataclasses.replace(turn.annotations, intent=guess),
+        slots=copy.deepcopy(turn.slots), state=copy.deepcopy(state.skill_state.get(skill.name, {})),
+        suggestions=[], data={}, keep_active=False, rewritten=None)
+
+
 def _replay(conversation_id: str, user_message_id: int, stored: StoredReply) -> Reply:
     """The stored answer to a message sent again (same client message id): nothing runs twice."""
     return Reply(conversation_id, stored.text, stored.skill or "dispatcher", message_id=stored.message_id,
@@ -484,11 +635,50 @@ def _replay(conversation_id: str, user_message_id: int, stored: StoredReply) -> 
 
 
 def _pick_language(incoming: Incoming, state: DialogState, annotations: Annotations, default: str) -> str:
-    """The user's explicit choice wins, then this message's detected language, then what we had."""
+    """The user's explicit choice wins, then this message's detected language, then the conversation's,
+    then the client's (Telegram's language_code, the browser's): a short "ok" (no language of its own)
+    keeps the conversation's language, and the client's is the first guess of a new one."""
     chosen = state.slots.get("language")
     if isinstance(chosen, str) and chosen:
         return chosen
-    return annotations.language or incoming.language or state.language or default
+    return annotations.language or state.language or incoming.language or default
+
+
+# What the user said about themselves (the `user_facts` annotator) is kept in these slots.
+USER_NAME_SLOT, USER_LIKES_SLOT = "user_name", "user_likes"
+MAX_LIKES = 10
+
+
+def _remember_user_facts(facts: Any, state: DialogState) -> None:
+    """Keep the user's name and likes (the `user_facts` annotator's value) as slots, whichever skill
+    answers the turn: "hi, I'm Olga" is a greeting, and "what's my name?" much later reads the slot."""
+    if not isinstance(facts, dict):
+        return
+    name = facts.get("name")
+    if isinstance(name, str) and name.strip():
+        state.slots[USER_NAME_SLOT] = name.strip()[:60]
+    likes = [x.strip()[:80] for x in facts.get("likes") or () if isinstance(x, str) and x.strip()]
+    if likes:
+        kept = [x for x in state.slots.get(USER_LIKES_SLOT) or () if isinstance(x, str) and x not in likes]
+        state.slots[USER_LIKES_SLOT] = (kept + likes)[-MAX_LIKES:]
+
+
+_VOWELS = set("aeiouyаеёиоуыэюя")
+
+
+def _has_words(text: str) -> bool:
+    """Whether the message reads as words rather than keyboard noise ("asdkjh qwe", "zqx", "???"):
+    most of its words have a vowel, no run of five consonants and no letter three times running."""
+    words = [w.lower() for w in re.findall(r"[^\W\d_]+", text) if len(w) >= 2]
+    if not words:
+        return False
+
+    def wordlike(word: str) -> bool:
+        if not any(c in _VOWELS for c in word) or re.search(r"(.)\1\1", word):
+            return False
+        return re.search(r"[^aeiouyаеёиоуыэюяьъ]{5,}", word) is None
+
+    return sum(map(wordlike, words)) * 2 > len(words)
 
 
 def _log_task_death(task: asyncio.Task) -> None:

@@ -60,6 +60,16 @@ class NluConfig(BaseModel):
     judge_candidates: int = Field(4, ge=1, le=20)
     judge_timeout_s: float = Field(5.0, gt=0.0)
 
+    # For messages nothing above was sure of: a typo-tolerant match against the examples
+    # (bot/nlu/fuzzy.py), then the shape of ordinary conversation (bot/nlu/chat_act.py), which names
+    # `chat_intent` for "I just made pancakes" or "do you like rain?" but not for tasks or lookups.
+    fuzzy: bool = True
+    fuzzy_min_ratio: float = Field(0.84, ge=0.5, le=1.0)
+    chat_act: bool = True
+    chat_intent: str = "chitchat"
+    # ... and `unsupported_intent` for a task or a lookup ("book me a flight", "capital of Peru?").
+    unsupported_intent: str = "unsupported"
+
     # Other annotators; each is skipped with a warning when its package is missing.
     language: bool = True
     languages: tuple[str, ...] = ("en", "ru")

@@ -1,4 +1,5 @@
-"""build_annotators: the NLU cascade in order (language, rules, intent classifier, sentiment, offensive).
+"""build_annotators: the NLU cascade in order (language, user facts, rules, intent classifier, typo-tolerant
+examples, the shape of conversation, sentiment, offensive).
 
 Nothing here loads a model: annotators load lazily in worker threads, on `await start()`
 (call it at start-up for every annotator that has it) or on the first message. An
@@ -17,6 +18,7 @@ from bot.core.errors import ModelUnavailable
 from bot.nlu.catalogue import IntentCatalogue
 from bot.nlu.config import NluConfig
 from bot.nlu.rules import RuleAnnotator
+from bot.nlu.user_facts import UserFactsAnnotator
 
 if TYPE_CHECKING:
     from bot.models.base import LanguageModel
@@ -61,6 +63,8 @@ def build_annotators(config: NluConfig, catalogue: IntentCatalogue, data_dir: Pa
                      language_model: LanguageModel | None = None) -> list[Annotator]:
     """The annotators of one bot, in the order they run on every message. `language_model` is
     the judge's, when `config.judge` asks for a generative second opinion."""
+    from bot.nlu.chat_act import ChatActAnnotator
+    from bot.nlu.fuzzy import FuzzyExampleAnnotator
     from bot.nlu.signals import LanguageAnnotator, OffensiveAnnotator, SentimentAnnotator
 
     annotators: list[Annotator] = []
@@ -74,6 +78,8 @@ def build_annotators(config: NluConfig, catalogue: IntentCatalogue, data_dir: Pa
                 annotators.append(cls(**kwargs))
             except ModelUnavailable as exc:
                 log.warning("annotator %s skipped: %s", cls.name, exc)
+    # What users say about themselves ("my name is Olga"); the dispatcher keeps it as slots.
+    annotators.append(UserFactsAnnotator())
     annotators.append(RuleAnnotator(catalogue))
     classifier = _intent_classifier(config, catalogue, data_dir)
     if classifier is not None:
@@ -85,6 +91,11 @@ def build_annotators(config: NluConfig, catalogue: IntentCatalogue, data_dir: Pa
                 from bot.nlu.judge import GenerativeIntentJudge
 
                 annotators.append(GenerativeIntentJudge(catalogue, language_model, config))
+    if config.fuzzy:
+        annotators.append(FuzzyExampleAnnotator(catalogue, min_ratio=config.fuzzy_min_ratio))
+    if config.chat_act and config.chat_intent in catalogue:
+        annotators.append(ChatActAnnotator(config.chat_intent, unsupported=config.unsupported_intent
+                                           if config.unsupported_intent in catalogue else None))
     for enabled, cls, kwargs in [
         (config.sentiment, SentimentAnnotator, {}),
         (config.offensive, OffensiveAnnotator, {"threshold": config.offensive_threshold}),

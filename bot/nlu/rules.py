@@ -8,6 +8,33 @@ from bot.core.annotations import Annotations, IntentGuess
 from bot.nlu.catalogue import IntentCatalogue
 
 
+# Words that open or close a message without changing what it asks ("by the way, what time is it?",
+# "как меня зовут, помнишь?"): a rule written for the bare request matches it with them too.
+_OPENERS = re.compile(
+    r"^\s*(?:by the way|btw|so|and|well|oh|hey|ok|okay|um+|hmm+|also|anyway|actually|and also|кстати|вообще-то|на самом деле|а|и|ну|слушай|скажи|так"
+    r"|ладно|ой|эй)\b[\s,.!:;—–-]*",
+    re.IGNORECASE)
+_TAGS = re.compile(
+    r"[\s,]+(?:remember|do you remember|you know|right|ok|okay|please|pls|помнишь|знаешь|да|правда|пожалуйста"
+    r"|а)\s*([?!.]*)\s*$",
+    re.IGNORECASE)
+
+
+def without_discourse_markers(text: str) -> str:
+    """`text` without the openers and closing tags around its request (at most three of each)."""
+    for _ in range(3):
+        shorter = _OPENERS.sub("", text, count=1)
+        if shorter == text or not shorter.strip():
+            break
+        text = shorter
+    for _ in range(3):
+        shorter = _TAGS.sub(lambda m: m.group(1) or "", text, count=1)
+        if shorter == text or not shorter.strip():
+            break
+        text = shorter
+    return text.strip()
+
+
 class RuleAnnotator:
     """First stage of the intent cascade: a rule match is certain (confidence 1.0)."""
 
@@ -34,9 +61,10 @@ class RuleAnnotator:
             command = stripped.split(maxsplit=1)[0].split("@", 1)[0].lower()
             if command in self._commands:
                 return self._commands[command]
-        for pattern, intent in self._patterns:
-            if pattern.search(stripped):
-                return intent
+        for candidate in dict.fromkeys((stripped, without_discourse_markers(stripped))):
+            for pattern, intent in self._patterns:
+                if pattern.search(candidate):
+                    return intent
         return None
 
     async def annotate(self, text: str, annotations: Annotations) -> None:

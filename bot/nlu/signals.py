@@ -21,6 +21,13 @@ log = logging.getLogger(__name__)
 
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _LATIN = re.compile(r"[A-Za-z]")
+_LETTER = re.compile(r"[^\W\d_]")
+# What says nothing about the language a person writes in: bot commands ("/start", "/help@TandemBot"),
+# links, e-mail addresses and @mentions.
+_NOT_PROSE = re.compile(r"(?<!\S)/[A-Za-z0-9_]+(?:@\w+)?|https?://\S+|www\.\S+|\S+@\S+\.\S+|(?<!\S)@\w+")
+# Latin-script text shorter than this ("ok", "lol", "hi there") is written by speakers of any language
+# with a Latin keyboard at hand, so it tells nothing: the client's or conversation's language decides.
+MIN_LATIN_WORDS = 3
 
 
 class _LazyModel:
@@ -51,7 +58,14 @@ class _LazyModel:
 
 
 class LanguageAnnotator(_LazyModel):
-    """Sets `annotations.language` to one of `languages`; script decides clear cases without a model."""
+    """Sets `annotations.language` to one of `languages`, or leaves it None when the message cannot tell.
+
+    Script decides clear cases without a model (Cyrillic is Russian, Latin English, for en and ru);
+    mixed text goes to py3langid. A message with no prose in it (a command, digits, emoji, a link) or
+    only a word or two of Latin script ("ok", "/start", "thx!") is ambiguous: None lets the
+    dispatcher fall back on the conversation's or the client's language (a Telegram user's
+    `language_code`, the browser's), instead of answering a Russian speaker's "ok" in English.
+    """
 
     name = "language"
     package = "py3langid"
@@ -59,6 +73,7 @@ class LanguageAnnotator(_LazyModel):
     def __init__(self, languages: tuple[str, ...] = ("en", "ru"), default: str = "en") -> None:
         super().__init__()
         self.languages = tuple(languages)
+        # What the model's answer falls back to when it names no configured language.
         self.default = default if default in self.languages else self.languages[0]
 
     def _load(self) -> Any:
@@ -77,14 +92,30 @@ class LanguageAnnotator(_LazyModel):
             return "en"
         return None
 
+    @staticmethod
+    def prose(text: str) -> str:
+        """The words of `text` that a language can be told from: commands, links and mentions removed."""
+        return _NOT_PROSE.sub(" ", text).strip()
+
+    @staticmethod
+    def too_short_to_tell(prose: str) -> bool:
+        """Nothing in a language (no letters), or Latin script only, in fewer than MIN_LATIN_WORDS words."""
+        words = [word for word in prose.split() if _LETTER.search(word)]
+        if not words:
+            return True
+        return not _CYRILLIC.search(prose) and len(words) < MIN_LATIN_WORDS
+
     async def annotate(self, text: str, annotations: Annotations) -> None:
         if annotations.language is not None:
             return
-        language = self.by_script(text)
-        if language is None and text.strip():
+        prose = self.prose(text)
+        if self.too_short_to_tell(prose):
+            return  # None: the dispatcher's earlier guesses decide
+        language = self.by_script(prose)
+        if language is None:
             await self.start()
-            language, _ = await asyncio.to_thread(self._model.classify, text)
-        annotations.language = language or self.default
+            language, _ = await asyncio.to_thread(self._model.classify, prose)
+        annotations.language = language if language in self.languages else self.default
 
 
 class SentimentAnnotator(_LazyModel):

@@ -252,6 +252,11 @@ class ConversationRepo:
             else:
                 user_id = await self._upsert_user(session, channel, external_id, display_name)
                 conversation_id = await self._current_or_new(session, user_id, channel)
+            # SQLAlchemy Core on the tables from here on: this runs on every turn, and the ORM's unit of
+            # work cost more CPU than the statements themselves (py-spy, BENCHMARKS.md "Turns").
+            # The state row's lock comes first: two copies of one message sent at once (a double tap)
+            # then look for each other one after the other, and the second finds the first.
+            row = await self._state_row(session, conversation_id, lock=True)
             if client_id is not None:
                 known = await session.scalar(
                     select(Message.id).where(Message.conversation_id == conversation_id,
@@ -260,9 +265,6 @@ class ConversationRepo:
                     replayed = await self._reply_to(session, known)
                     return OpenedTurn(user_id, conversation_id, known, DialogState(), [], duplicate=True,
                                       replayed=replayed)
-            # SQLAlchemy Core on the tables from here on: this runs on every turn, and the ORM's unit of
-            # work cost more CPU than the statements themselves (py-spy, BENCHMARKS.md "Turns").
-            row = await self._state_row(session, conversation_id, lock=True)
             now = utcnow()
             message_id = (await session.execute(
                 MESSAGES.insert().values(

@@ -47,6 +47,18 @@ def script_language(text: str) -> str | None:
     return "ru" if cyrillic > latin else "en"
 
 
+def cut_at_turn_marker(text: str) -> tuple[str, bool]:
+    """The text before the model starts speaking for the user (or leaves the reply), and whether it did."""
+    marker = _TURN_MARKER.search(text)
+    if marker is None:
+        return text, False
+    if not text[: marker.start()].strip():
+        # A marker before any text is the model prefixing its own role: what follows is the reply.
+        rest, found = cut_at_turn_marker(text[marker.end():])
+        return rest, found
+    return text[: marker.start()], True
+
+
 def ends_sentence(text: str) -> bool:
     return bool(_SENTENCE_END_AT_EOF.search(text))
 

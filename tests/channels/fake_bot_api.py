@@ -7,6 +7,7 @@ read what the bot did in `api.calls` and `api.messages`; make calls fail with `a
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import json
 import time
@@ -19,6 +20,7 @@ from aiohttp import web
 BOT_ID = 7000001
 BOT_USERNAME = "TandemTestBot"
 MAX_TEXT_UTF16 = 4096
+MAX_CALLBACK_ANSWER_CHARS = 200  # answerCallbackQuery's text (the toast)
 # Parameters that stay strings even when they look like JSON ("42" as a message text).
 _STRING_PARAMS = {"text", "caption", "callback_query_id", "secret_token", "url", "parse_mode", "action",
                   "description", "short_description", "language_code", "ip_address"}
@@ -53,8 +55,14 @@ class FakeBotApi:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}   # (chat_id, message_id) -> message
         self.chats: dict[int, dict[str, Any]] = {}
         self.webhook: dict[str, Any] | None = None
-        self.commands: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []  # the menu for every language
+        self.commands_by_language: dict[str, list[dict[str, Any]]] = {}  # "" for every language, "ru", ...
         self._updates: list[dict[str, Any]] = []
+        # Callback queries sent to the bot, and their answers: each can be answered once (text or None).
+        self._queries: set[str] = set()
+        self.query_answers: dict[str, str | None] = {}
+        # A user's Telegram client language (language_code), where it is not English.
+        self.user_languages: dict[int, str] = {}
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._new_update = asyncio.Condition()
@@ -86,6 +94,7 @@ class FakeBotApi:
     # --- injecting updates -------------------------------------------------------------------
 
     def user(self, user_id: int, first_name: str = "Ann", language_code: str = "en") -> dict[str, Any]:
+        language_code = self.user_languages.get(user_id, language_code)
         return {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": language_code}
 
     def chat(self, chat_id: int, kind: str = "private", title: str | None = None) -> dict[str, Any]:
@@ -100,6 +109,9 @@ class FakeBotApi:
     async def send_update(self, update: dict[str, Any]) -> int:
         if "update_id" not in update:
             update = {"update_id": next(self._update_ids), **update}
+        query = update.get("callback_query")
+        if isinstance(query, dict) and isinstance(query.get("id"), str):
+            self._queries.add(query["id"])
         async with self._new_update:
             self._updates.append(update)
             self._new_update.notify_all()
@@ -159,13 +171,20 @@ class FakeBotApi:
 
     async def click(self, chat_id: int, message_id: int, data: str, *, user_id: int | None = None) -> str:
         """A click on an inline button of a bot message; returns the callback query id."""
+        update = self.click_update(chat_id, message_id, data, user_id=user_id)
+        await self.send_update(update)
+        return update["callback_query"]["id"]
+
+    def click_update(self, chat_id: int, message_id: int, data: str, *, user_id: int | None = None) -> dict[str, Any]:
+        """The update of a click, not queued (what a webhook is posted). The message is as it looks at the
+        click, as Telegram sends it: later edits do not change an update already made."""
         query_id = f"cq{next(self._update_ids)}"
-        message = self.messages[(chat_id, message_id)]
-        await self.send_update({"callback_query": {
+        self._queries.add(query_id)
+        message = copy.deepcopy(self.messages[(chat_id, message_id)])
+        return {"update_id": next(self._update_ids), "callback_query": {
             "id": query_id, "from": self.user(user_id or chat_id), "message": message,
             "chat_instance": f"ci{chat_id}", "data": data,
-        }})
-        return query_id
+        }}
 
     async def click_button(self, chat_id: int, label: str, *, user_id: int | None = None) -> str:
         """Click the button labelled `label` on the newest bot message of the chat that has one."""
@@ -198,6 +217,11 @@ class FakeBotApi:
         return None
 
     # --- reading what the bot did ----------------------------------------------------------
+
+    async def wait_answer(self, query_id: str, timeout: float = 10.0) -> str | None:
+        """The text the bot answered a callback query with (None: answered without a toast)."""
+        await self.wait_for(lambda: query_id in self.query_answers, timeout)
+        return self.query_answers[query_id]
 
     def calls_of(self, method: str, chat_id: int | None = None) -> list[ApiCall]:
         return [c for c in self.calls if c.method == method
@@ -300,13 +324,24 @@ class FakeBotApi:
         return True
 
     async def _api_setMyCommands(self, params, files):
-        self.commands = params["commands"]
+        language = params.get("language_code") or ""
+        self.commands_by_language[language] = params["commands"]
+        if not language:
+            self.commands = params["commands"]
         return True
 
     async def _api_sendChatAction(self, params, files):
         return True
 
     async def _api_answerCallbackQuery(self, params, files):
+        # As Telegram: a query is answered once, and only one it sent; the toast has at most 200 characters.
+        query_id = params.get("callback_query_id")
+        if query_id not in self._queries or query_id in self.query_answers:
+            return _error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        text = params.get("text")
+        if text is not None and len(text) > MAX_CALLBACK_ANSWER_CHARS:
+            return _error(400, "Bad Request: MESSAGE_TOO_LONG")
+        self.query_answers[query_id] = text
         return True
 
     async def _api_sendMessageDraft(self, params, files):

@@ -251,3 +251,22 @@ async def test_a_remembered_token_of_a_user_deleted_elsewhere_reaches_nothing(cl
     assert await tandem.conversations.messages(conversation) == []
     # Everything else looks the token up afresh.
     assert (await client.get("/api/conversations", headers=auth(token))).status == 401
+
+
+async def test_small_talk_streams_as_several_server_sent_events(settings) -> None:
+    from bot.app import build_app
+    from bot.models.fake import FakeLanguageModel
+    from bot.server import init_app
+
+    model = FakeLanguageModel("I'm doing well, thank you for asking. What about you?", delay_s=0.01)
+    app = await build_app(settings, language_model=model)
+    try:
+        async with TestClient(TestServer(init_app(app))) as client:
+            conversation, token = await open_conversation(client)
+            response = await client.post(f"/api/conversations/{conversation}/messages",
+                                         json={"text": "how are you?"},
+                                         headers={**auth(token), "Accept": "text/event-stream"})
+            body = (await response.read()).decode()
+            assert body.count("event: delta") >= 3 and "smalltalk" in body
+    finally:
+        await app.close()

@@ -37,7 +37,7 @@ def gaps(calls) -> list[float]:
 async def test_private_chat_streams_drafts_then_sends_the_message(api, tmp_path) -> None:
     writer = SlowWriterSkill([f"word{i} " for i in range(24)], 0.1)
     async with running_bot(api, tmp_path / "data", skills={"fallback": writer}, edit_interval_s=1.0) as bot:
-        await api.send_text(ANN, "write me something slowly")
+        await api.send_text(ANN, "xqzv kvvt slowly")
         final = (await api.wait_messages(ANN, 1))[0]
         assert final["text"] == "".join(writer.pieces).strip()
         drafts = api.calls_of("sendMessageDraft", ANN)
@@ -76,7 +76,7 @@ async def test_long_replies_are_split_cleanly_under_the_limit(api, tmp_path, cha
     pieces = [paragraph.strip() + "\n\n" for _ in range(5)]
     writer = SlowWriterSkill(pieces, 0.2)
     async with running_bot(api, tmp_path / "data", skills={"fallback": writer}, edit_interval_s=0.3):
-        await api.send_text(chat_id, "/ramble long" if chat_type == "group" else "long one please",
+        await api.send_text(chat_id, "/ramble long" if chat_type == "group" else "xqzv kvvt long",
                             user_id=chat_id if chat_type == "private" else 601, chat_type=chat_type)
         await api.wait_for(lambda: any((m.get("reply_markup") for m in api.bot_messages(chat_id))))
         texts = api.texts(chat_id)
@@ -99,3 +99,17 @@ def test_split_text_prefers_paragraphs_then_sentences_and_counts_utf16() -> None
     assert all(utf16_len(p) <= 21 for p in parts) and "".join(parts) == emoji
     assert split_text("x" * 100, 30) == ["x" * 30, "x" * 30, "x" * 30, "x" * 10]
     assert split_text("   ") == []
+
+
+async def test_small_talk_streams_as_drafts_in_a_private_chat(api, tmp_path) -> None:
+    from bot.models.fake import FakeLanguageModel
+
+    model = FakeLanguageModel("I'm doing well today, thank you so much for asking me. How is your day going "
+                              "so far, and what are you up to?", delay_s=0.12)
+    async with running_bot(api, tmp_path / "data", language_model=model, edit_interval_s=0.5,
+                           stream_after_s=0.1):
+        await api.send_text(ANN, "how are you?")
+        final = (await api.wait_messages(ANN, 1))[0]
+        drafts = api.calls_of("sendMessageDraft", ANN)
+        assert len(drafts) >= 2 and final["text"].startswith("I'm doing well today")
+        assert all(final["text"].startswith(d.params["text"].strip()) for d in drafts)

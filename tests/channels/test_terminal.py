@@ -66,3 +66,38 @@ def test_a_broken_setting_stops_start_up_naming_the_key(tmp_path: Path, subproce
     result = run_chat(tmp_path, "hi\n", env)
     assert result.returncode == 2
     assert "dispatcher.turn_timeout_s" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_small_talk_is_written_to_the_terminal_as_it_is_generated(settings) -> None:
+    from bot.app import build_app
+    from bot.models.fake import FakeLanguageModel
+
+    class Writes(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            return super().write(text)
+
+    app = await build_app(settings, language_model=FakeLanguageModel("I'm doing well, thanks for asking. And you?"))
+    try:
+        out = Writes()
+        await chat_loop(app.handle_turn, stdin=io.StringIO("how are you?\n"), stdout=out, user_id="bo")
+        assert out.writes >= 4 and "I'm doing well, thanks for asking. And you?" in out.getvalue()
+    finally:
+        await app.close()
+
+
+async def test_a_rewritten_reply_is_shown_after_what_was_streamed(settings) -> None:
+    from bot.app import build_app
+    from bot.models.fake import FakeLanguageModel
+
+    app = await build_app(settings, language_model=FakeLanguageModel("Sounds lovely. I would love to hear more about"))
+    try:
+        out = io.StringIO()
+        await chat_loop(app.handle_turn, stdin=io.StringIO("I went for a walk\n"), stdout=out, user_id="cy")
+        assert out.getvalue().rstrip().endswith("tandem> Sounds lovely.")
+    finally:
+        await app.close()

@@ -253,3 +253,19 @@ async def test_a_widget_that_reconnects_to_another_worker_gets_its_pending_reply
     finally:
         await two.close()
         await one.close()
+
+
+async def test_small_talk_reaches_the_widget_word_by_word(settings) -> None:
+    model = FakeLanguageModel("I'm doing well, thank you for asking. What about you?", delay_s=0.01)
+    app = await build_app(settings, language_model=model)
+    try:
+        async with TestClient(TestServer(init_app(app))) as test_client:
+            ws, _ = await hello(test_client)
+            await ws.send_json({"type": "message", "client_id": "chat1", "text": "how are you?"})
+            reply, frames = await until(ws, "reply")
+            deltas = [f["text"] for f in frames if f["type"] == "delta"]
+            assert reply["skill"] == "smalltalk" and len(deltas) >= 3
+            assert reply["text"].startswith("".join(deltas).strip())
+            await ws.close()
+    finally:
+        await app.close()

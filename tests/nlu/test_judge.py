@@ -103,5 +103,6 @@ def test_the_cascade_has_a_judge_only_when_asked_and_a_model_is_there(catalogue,
     assert "judge" not in names
     on = config.model_copy(update={"judge": True})
     names = [a.name for a in build_annotators(on, catalogue, tmp_path, model)]
-    assert names[-1] == "judge" and names.index("judge") > names.index("rules")
+    # Right after the classifier it second-guesses, before the annotators for what nothing was sure of.
+    assert names.index("judge") == names.index("embedding") + 1 and names.index("judge") < names.index("fuzzy")
     assert "judge" not in [a.name for a in build_annotators(on, catalogue, tmp_path, None)]

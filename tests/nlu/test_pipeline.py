@@ -14,7 +14,9 @@ from bot.nlu.pipeline import build_annotators
 def test_cascade_order(catalogue, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "_missing", lambda modules: [])
     annotators = build_annotators(NluConfig(), catalogue, tmp_path)
-    assert [a.name for a in annotators] == ["language", "rules", "embedding", "sentiment", "offensive"]
+    # (no chat_act: this catalogue has no chit-chat intent for it to name)
+    assert [a.name for a in annotators] == ["language", "user_facts", "rules", "embedding", "fuzzy", "sentiment",
+                                           "offensive"]
     assert all(isinstance(a, Annotator) for a in annotators)
 
 
@@ -24,14 +26,14 @@ def test_missing_packages_skip_annotators_with_a_warning(catalogue, tmp_path, mo
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a))
     with caplog.at_level(logging.WARNING):
         annotators = build_annotators(NluConfig(), catalogue, tmp_path)
-    assert [a.name for a in annotators] == ["rules"]
+    assert [a.name for a in annotators][:2] == ["user_facts", "rules"]
     assert "embedding intent classifier skipped" in caplog.text
 
 
 def test_disabled_annotators_are_left_out(catalogue, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "_missing", lambda modules: [])
     config = NluConfig(language=False, sentiment=False, offensive=False)
-    assert [a.name for a in build_annotators(config, catalogue, tmp_path)] == ["rules", "embedding"]
+    assert [a.name for a in build_annotators(config, catalogue, tmp_path)][:3] == ["user_facts", "rules", "embedding"]
 
 
 def test_nli_backend_without_a_model_is_skipped(catalogue, tmp_path, monkeypatch):
@@ -44,10 +46,11 @@ async def test_rules_pin_an_intent_before_the_classifier_runs(catalogue, tmp_pat
     monkeypatch.setattr(pipeline, "_missing", lambda modules: [])
     config = NluConfig(language=False, sentiment=False, offensive=False, similarity_center=0.3)
     annotators = build_annotators(config, catalogue, tmp_path)
-    annotators[1]._encoder_factory = lambda: fake_encoder
+    classifier = next(a for a in annotators if a.name == "embedding")
+    classifier._encoder_factory = lambda: fake_encoder
     annotations = Annotations()
     for annotator in annotators:
         await annotator.annotate("/story about the weather", annotations)
-    await annotators[1].close()
+    await classifier.close()
     assert annotations.intent.name == "story" and annotations.intent.source == "rules"
     assert fake_encoder.calls == []  # the model was never needed

@@ -29,9 +29,23 @@ async def test_language_model_decides_mixed_text():
     assert annotator._model is not None
 
 
-async def test_language_of_text_without_letters_is_the_default():
-    pytest.importorskip("py3langid")
-    assert (await annotate(LanguageAnnotator(), "1234 :)")).language in ("en", "ru")
+@pytest.mark.parametrize("text", ["1234 :)", "👍", "ok", "OK!", "lol", "hi there", "/start", "/help@TandemBot",
+                                  "/language ru", "https://example.com/a", "@someone 5", "   "])
+async def test_a_message_too_short_or_without_prose_leaves_the_language_to_the_client(text):
+    # None: the dispatcher goes on with the conversation's or the client's language (Telegram's
+    # language_code, the browser's), so a Russian speaker's "ok" or "/start" is not answered in English.
+    annotator = LanguageAnnotator()
+    assert (await annotate(annotator, text)).language is None
+    assert annotator._model is None
+
+
+@pytest.mark.parametrize("text, language", [
+    ("да", "ru"), ("/story про драконов", "ru"), ("ок, давай", "ru"),
+    ("what can you do", "en"), ("I would like to write a story about a dragon", "en"),
+    ("/story about a brave little dragon", "en"),
+])
+async def test_cyrillic_or_a_real_latin_sentence_still_decides(text, language):
+    assert (await annotate(LanguageAnnotator(), text)).language == language
 
 
 async def test_sentiment_labels_english_and_skips_russian():

@@ -10,24 +10,36 @@
   var W = window.TandemWidget;
   if (!W || W.story) return;
   var el = W.el;
-  var ru = W.lang === "ru";
-  var T = ru ? {
-    story: "История", newStory: "Новая история", title: "Название", start: "Начать", write: "Что дальше?…",
-    add: "Добавить", cont: "Продолжить", retry: "Заново", undo: "Отменить", redo: "Вернуть", stop: "Стоп",
-    pick: "Выбрать", candidate: "Вариант", edit: "Изменить", save: "Сохранить", cancel: "Отмена", branch: "Ветка отсюда",
-    you: "вы", model: "модель", edited: "модель, изменено вами", side: "Память, заметка автора, настройки",
-    memory: "Память (всегда в начале подсказки)", note: "Заметка автора (направляет следующий отрывок)",
-    export: "Скачать", empty: "Начните историю: напишите первый отрывок или нажмите «Продолжить».",
-    generating: "Модель пишет…", ready: "вариантов готово — выберите один", saved: "Сохранено", pick_story: "История"
-  } : {
-    story: "Story", newStory: "New story", title: "Title", start: "Start", write: "What happens next?…",
-    add: "Add", cont: "Continue", retry: "Retry", undo: "Undo", redo: "Redo", stop: "Stop",
-    pick: "Pick", candidate: "Candidate", edit: "Edit", save: "Save", cancel: "Cancel", branch: "Branch here",
-    you: "you", model: "model", edited: "model, edited by you", side: "Memory, author's note, settings",
-    memory: "Memory (always at the top of the prompt)", note: "Author's note (steers the next passage)",
-    export: "Download", empty: "Start the story: write a first passage, or press Continue and the model will.",
-    generating: "The model is writing…", ready: "candidates ready — pick one", saved: "Saved", pick_story: "Story"
+  // Every language has the same keys (tests/test_shipped_texts.py checks).
+  var TEXTS = {
+    ru: {
+      story: "История", newStory: "Новая история", title: "Название", start: "Начать", write: "Что дальше?…",
+      add: "Добавить", cont: "Продолжить", retry: "Заново", undo: "Отменить", redo: "Вернуть", stop: "Стоп",
+      pick: "Выбрать", candidate: "Вариант", edit: "Изменить", save: "Сохранить", cancel: "Отмена", branch: "Ветка отсюда",
+      you: "ты", model: "модель", edited: "модель, изменено тобой", side: "Память, заметка автора, настройки",
+      memory: "Память (всегда в начале подсказки)", note: "Заметка автора (направляет следующий отрывок)",
+      export: "Скачать", empty: "Начни историю: напиши первый отрывок или нажми «Продолжить».",
+      generating: "Модель пишет…", saved: "Сохранено", pick_story: "История",
+      ready: ["вариант готов — выбери его", "варианта готовы — выбери один", "вариантов готово — выбери один"],
+      candidates: "Варианты", legend: "Кто что написал",
+      settings: { candidates: "Вариантов за раз", max_new_tokens: "Длина отрывка (токенов)", temperature: "Температура",
+                  top_p: "Top-p", repetition_penalty: "Штраф за повторы" }
+    },
+    en: {
+      story: "Story", newStory: "New story", title: "Title", start: "Start", write: "What happens next?…",
+      add: "Add", cont: "Continue", retry: "Retry", undo: "Undo", redo: "Redo", stop: "Stop",
+      pick: "Pick", candidate: "Candidate", edit: "Edit", save: "Save", cancel: "Cancel", branch: "Branch here",
+      you: "you", model: "model", edited: "model, edited by you", side: "Memory, author's note, settings",
+      memory: "Memory (always at the top of the prompt)", note: "Author's note (steers the next passage)",
+      export: "Download", empty: "Start the story: write a first passage, or press Continue and the model will.",
+      generating: "The model is writing…", saved: "Saved", pick_story: "Story",
+      ready: ["candidate ready — pick it", "candidates ready — pick one"],
+      candidates: "Candidates", legend: "Who wrote what",
+      settings: { candidates: "Candidates per turn", max_new_tokens: "Passage length (tokens)", temperature: "Temperature",
+                  top_p: "Top-p", repetition_penalty: "Repetition penalty" }
+    }
   };
+  var T = TEXTS[W.lang] || TEXTS.en;
   var LABELS = { user: T.you, model: T.model, edited: T.edited };
   var SETTINGS = [["candidates", 1, 5, 1], ["max_new_tokens", 16, 1024, 1], ["temperature", 0, 2, 0.05],
                   ["top_p", 0.05, 1, 0.05], ["repetition_penalty", 1, 2, 0.05]];
@@ -86,12 +98,12 @@
   var titleInput = el("input", { type: "text", placeholder: T.title, "aria-label": T.title, maxlength: "200" });
   var newForm = el("form", { class: "story-bar", onsubmit: function (e) { e.preventDefault(); create(); } },
                    [picker, titleInput, el("button", { type: "submit", class: "secondary", text: T.newStory })]);
-  var legend = el("div", { class: "legend", "aria-label": "Legend" }, [
+  var legend = el("div", { class: "legend", "aria-label": T.legend }, [
     el("span", { class: "user", text: T.you }), el("span", { class: "model", text: T.model }),
     el("span", { class: "edited", text: T.edited })
   ]);
   var passages = el("div", { class: "passages", role: "list" });
-  var candidates = el("div", { class: "candidates", role: "group", "aria-label": T.candidate + "s" });
+  var candidates = el("div", { class: "candidates", role: "group", "aria-label": T.candidates });
   var scroller = el("div", { class: "story-scroll" }, [passages, candidates]);
   var status = el("div", { class: "story-status", role: "status", "aria-live": "polite" });
   var text = el("textarea", { rows: "2", placeholder: T.write, "aria-label": T.write, maxlength: "4000" });
@@ -115,7 +127,7 @@
   SETTINGS.forEach(function (s) {
     var input = el("input", { id: "tandem-set-" + s[0], type: "number", min: s[1], max: s[2], step: s[3] });
     inputs[s[0]] = input;
-    grid.appendChild(el("div", {}, [el("label", { for: input.id, text: s[0].replace(/_/g, " ") }), input]));
+    grid.appendChild(el("div", {}, [el("label", { for: input.id, text: T.settings[s[0]] }), input]));
   });
   var exports = el("div", { class: "buttons" }, ["md", "txt", "json"].map(function (fmt) {
     return action(T.export + " ." + fmt, "secondary story-export-" + fmt, function () { download(fmt); });
@@ -239,7 +251,7 @@
         if (sent) text.value = "";
         render(data.story);
         say(data.errors.length ? data.errors.join(" ") : data.story.candidates.length
-            ? data.story.candidates.length + " " + T.ready : "");
+            ? data.story.candidates.length + " " + W.plural(data.story.candidates.length, T.ready) : "");
       }
     }).catch(function (error) {
       fail(error);

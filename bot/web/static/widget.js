@@ -1,7 +1,8 @@
 /* Tandem chat widget: one <script src=".../widget.js"> adds a launcher and a chat panel to a page.
  *
- * Options (data- attributes on the script tag): data-title, data-lang (en|ru), data-open ("true"
- * opens the panel at once), data-position (right|left). No build step: plain ES2019 in one file.
+ * Options (data- attributes on the script tag): data-title, data-lang (en|ru; without it, the first
+ * of the browser's languages that Tandem speaks, else English), data-open ("true" opens the panel at
+ * once), data-position (right|left). No build step: plain ES2019 in one file.
  * Everything users and models write is put in the page with textContent / createElement, never
  * innerHTML, so no text can inject markup.
  */
@@ -12,35 +13,68 @@
   var script = document.currentScript;
   var base = new URL(".", script ? script.src : location.href);
   var opts = (script && script.dataset) || {};
-  var LANG = opts.lang === "ru" ? "ru" : "en";
+  var LANGUAGES = ["en", "ru"];
+  var LANG = pickLanguage();
+  var TIMEZONE = browserTimezone();
   var TITLE = opts.title || "Tandem";
   var STORE = "tandem:" + base.host + ":"; // one session per Tandem server, even on one page origin
   var OFFER_AFTER = 4; // bot replies before the widget asks for a rating, once per conversation
 
-  var T = {
+  // Every language has the same keys (tests/test_shipped_texts.py checks).
+  var TEXTS = {
     en: {
       open: "Open chat", close: "Close chat", send: "Send", stop: "Stop", placeholder: "Type a message…",
+      suggestions: "Suggestions", slowDown: "Slow down a little: try again in {s} s.",
       typing: "Tandem is typing", thumbUp: "Good reply", thumbDown: "Bad reply", rate: "Rate this conversation",
       rateSubmit: "Send rating", comment: "Comment (optional)", rated: "You rated this conversation",
       reconnecting: "Reconnecting…", offline: "Offline — messages will be sent when the connection is back",
       sending: "sending…", stopped: "stopped", newChat: "New conversation", chat: "Chat", story: "Story",
-      offer: "How is this conversation going? Rate it:", stars: "stars", you: "You", bot: "Tandem",
+      offer: "How is this conversation going? Rate it:", stars: ["star", "stars"], you: "You", bot: "Tandem",
       thanks: "Thanks for the rating!", deleteData: "Delete my data",
       deleteConfirm: "Delete all your conversations, stories and feedback on this server? This cannot be undone.",
       deleteYes: "Delete everything", cancel: "Cancel", deleted: "Your data was deleted."
     },
     ru: {
-      open: "Открыть чат", close: "Закрыть чат", send: "Отправить", stop: "Стоп", placeholder: "Напишите сообщение…",
+      open: "Открыть чат", close: "Закрыть чат", send: "Отправить", stop: "Стоп", placeholder: "Напиши сообщение…",
+      suggestions: "Подсказки", slowDown: "Чуть помедленнее: попробуй ещё раз через {s} с.",
       typing: "Tandem печатает", thumbUp: "Хороший ответ", thumbDown: "Плохой ответ", rate: "Оценить разговор",
-      rateSubmit: "Отправить оценку", comment: "Комментарий (необязательно)", rated: "Ваша оценка разговора",
+      rateSubmit: "Отправить оценку", comment: "Комментарий (необязательно)", rated: "Твоя оценка разговора",
       reconnecting: "Переподключение…", offline: "Нет связи — сообщения уйдут, когда связь вернётся",
       sending: "отправляется…", stopped: "остановлено", newChat: "Новый разговор", chat: "Чат", story: "История",
-      offer: "Как вам разговор? Оцените:", stars: "звёзд", you: "Вы", bot: "Tandem",
+      offer: "Как тебе разговор? Оцени:", stars: ["звезда", "звезды", "звёзд"], you: "Ты", bot: "Tandem",
       thanks: "Спасибо за оценку!", deleteData: "Удалить мои данные",
-      deleteConfirm: "Удалить все ваши разговоры, истории и отзывы на этом сервере? Это нельзя отменить.",
-      deleteYes: "Удалить всё", cancel: "Отмена", deleted: "Ваши данные удалены."
+      deleteConfirm: "Удалить все твои разговоры, истории и отзывы на этом сервере? Это нельзя отменить.",
+      deleteYes: "Удалить всё", cancel: "Отмена", deleted: "Твои данные удалены."
     }
-  }[LANG];
+  };
+  var T = TEXTS[LANG];
+
+  // The page's data-lang when it names a language Tandem speaks; else the first of the browser's
+  // preferred languages that it speaks ("ru-RU" is Russian); else English. The server takes it as
+  // its first guess and still answers a message in the language it is written in.
+  function pickLanguage() {
+    if (LANGUAGES.indexOf(opts.lang) >= 0) return opts.lang;
+    var wanted = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language];
+    for (var i = 0; i < wanted.length; i++) {
+      var code = String(wanted[i] || "").slice(0, 2).toLowerCase();
+      if (LANGUAGES.indexOf(code) >= 0) return code;
+    }
+    return "en";
+  }
+
+  // The browser's IANA time zone ("Europe/Moscow"), for answers about the date and time; null when unknown.
+  function browserTimezone() {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || null; } catch (e) { return null; }
+  }
+
+  // The form of a counted word: [one, many] in English, [one, few, many] in Russian (1 звезда, 3 звезды, 5 звёзд).
+  function plural(n, forms) {
+    if (forms.length < 3) return n === 1 ? forms[0] : forms[1];
+    var tens = n % 100, ones = n % 10;
+    if (ones === 1 && tens !== 11) return forms[0];
+    if (ones >= 2 && ones <= 4 && (tens < 12 || tens > 14)) return forms[1];
+    return forms[2];
+  }
 
   // --- small DOM helpers (no innerHTML anywhere) -------------------------------------------
 
@@ -160,7 +194,7 @@
     el("span", { class: "sr-only", text: T.typing }),
     el("span", { class: "dots", "aria-hidden": "true" }, [el("i"), el("i"), el("i")])
   ]);
-  var suggestionsBox = el("div", { class: "suggestions", role: "group", "aria-label": "Suggestions" });
+  var suggestionsBox = el("div", { class: "suggestions", role: "group", "aria-label": T.suggestions });
   var input = el("textarea", { rows: "1", placeholder: T.placeholder, "aria-label": T.placeholder, maxlength: "4096" });
   var sendButton = el("button", { type: "submit", class: "send", text: T.send });
   var stopButton = el("button", { type: "button", class: "stop", text: T.stop, hidden: true,
@@ -346,7 +380,7 @@
     var stars = el("div", { class: "stars", role: "radiogroup", "aria-label": T.rate });
     var buttons = [1, 2, 3, 4, 5].map(function (n) {
       var b = el("button", { type: "button", role: "radio", class: "star", "data-value": n, "aria-checked": "false",
-                             "aria-label": n + " " + T.stars, text: "★",
+                             "aria-label": n + " " + plural(n, T.stars), text: "★",
                              onclick: function () { pick(n); } });
       b.addEventListener("keydown", function (e) {
         if (e.key === "ArrowRight" || e.key === "ArrowUp") { e.preventDefault(); pick(Math.min(5, n + 1)); buttons[Math.min(4, n)].focus(); }
@@ -412,7 +446,8 @@
     url.protocol = base.protocol === "https:" ? "wss:" : "ws:";
     ws = new WebSocket(url.href);
     ws.onopen = function () {
-      ws.send(JSON.stringify({ type: "hello", token: store("token"), conversation_id: store("conversation"), language: LANG }));
+      ws.send(JSON.stringify({ type: "hello", token: store("token"), conversation_id: store("conversation"),
+                               language: LANG, timezone: TIMEZONE }));
     };
     ws.onmessage = function (event) {
       var msg;
@@ -517,7 +552,8 @@
         setTimeout(function () { if (statusLine.textContent === T.thanks) showStatus(""); }, 3000);
         break;
       case "error":
-        showStatus(msg.message);
+        // The rate limiter speaks English only; the widget says it in its own language.
+        showStatus(msg.code === "rate_limited" && msg.retry_after ? T.slowDown.replace("{s}", msg.retry_after) : msg.message);
         // A message refused for speed, for overload, or while the server could not store it,
         // stays in the outbox and goes again once the wait is over.
         if (["rate_limited", "unavailable", "busy"].indexOf(msg.code) >= 0 && msg.client_id) {
@@ -535,7 +571,8 @@
   // --- public hooks for story mode (widget-story.js) and for pages ------------------------------
 
   window.TandemWidget = {
-    base: base, lang: LANG, T: T, el: el, markdown: markdown, store: store, addTab: addTab, showView: showView,
+    base: base, lang: LANG, timezone: TIMEZONE, T: T, el: el, markdown: markdown, plural: plural, store: store,
+    addTab: addTab, showView: showView,
     token: function () { return store("token"); }, open: function () { setOpen(true); }, send: submit
   };
 

@@ -1,0 +1,1 @@
+"""Tandem's own evaluations: multi-turn conversations replayed through the real dispatcher."""
