@@ -121,6 +121,7 @@ class ClockConfig(SkillConfig):
 
 class ClockSkill(Skill):
     name = "clock"
+    selectable = True  # its answer changes nothing outside the turn
     intents = ("datetime",)
     description = "Tells the date and time, in the user's time zone."
     config_model = ClockConfig

@@ -84,6 +84,7 @@ STILL_LOST_AFTER = 2
 
 class FallbackSkill(Skill):
     name = "fallback"
+    selectable = True  # its answer changes nothing outside the turn
     intents = (*SOCIAL, "unsupported")
     description = "Answers anything nothing else understood, and says what Tandem can do."
 

@@ -39,6 +39,7 @@ class HelpConfig(SkillConfig):
 
 class HelpSkill(Skill):
     name = "help"
+    selectable = True  # its answer changes nothing outside the turn
     intents = ("help",)
     description = "Explains what Tandem can do."
     config_model = HelpConfig

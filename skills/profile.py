@@ -61,6 +61,7 @@ _PERSON = {
 
 class ProfileSkill(Skill):
     name = "profile"
+    selectable = True  # its answer changes nothing outside the turn
     intents = ("user_profile", "introduce", "forget_me")
     description = "Says what the user told about themselves, greets an introduction, forgets on request."
 

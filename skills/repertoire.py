@@ -125,6 +125,7 @@ class RepertoireSkill(Skill):
     (the quick reply asking for one more)."""
 
     abstract = True
+    selectable = True  # what was told is kept in the turn's own state only
     config_model = RepertoireConfig
     default_files: ClassVar[dict[str, Path]]
     round_over: ClassVar[dict[str, str]]

@@ -89,6 +89,7 @@ class SmallTalkConfig(SkillConfig):
 
 class SmallTalkSkill(Skill):
     name = "smalltalk"
+    selectable = True  # its answer changes nothing outside the turn
     intents = ("chitchat",)
     description = "Chats in Tandem's persona with short generated replies."
     config_model = SmallTalkConfig
@@ -136,6 +137,9 @@ class SmallTalkSkill(Skill):
             f"You can: {capabilities}. Reply in {LANGUAGE_NAMES[language]}, in one to three short sentences, "
             "as a friendly chat message. Never be rude, never give harmful advice."
         )
+        if language == "ru":
+            # The model's default Russian is the polite «вы»; Tandem speaks to everyone as «ты».
+            system += " Address the user informally, with «ты», never «вы»."
         known = self._what_the_user_told(turn)
         if known:
             system += f" {known}"

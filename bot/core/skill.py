@@ -109,6 +109,7 @@ class Skill:
     - `time_budget_s`: overrides the dispatcher's per-turn budget (generation is slower);
     - `aside_check`: a skill that takes free text asks this before taking a message meant for the bot;
     - `follows_up`: an unclaimed message right after this skill's reply comes back to it;
+    - `selectable`: may answer beside other skills, for the response selector to choose from;
     and implement `respond(turn)`, either `async def` returning the reply text, or an
     async generator yielding it in pieces (streamed to channels that can show it).
     """
@@ -124,6 +125,9 @@ class Skill:
     # A message nothing else is sure of, right after this skill's reply, is taken as an answer to it
     # and comes back here (small talk: the user answers its question).
     follows_up: ClassVar[bool] = False
+    # May answer beside other skills for the response selector, its reply thrown away if another is
+    # chosen: only a skill whose answer changes nothing outside the turn (no story, no stored rating).
+    selectable: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -298,8 +298,8 @@ class Dispatcher:
         language = _pick_language(incoming, state, annotations, self.config.default_language)
         state.language = language
         state.turn_count += 1
-        held = self.skills.get(state.active_skill)
-        if held is None or held.aside_check is None:
+        holder = self.skills.get(state.active_skill)
+        if holder is None or holder.aside_check is None:
             # Inside a story "My name is Bob," is a character's line: facts count only as an aside.
             _remember_user_facts(annotations.values.get("user_facts"), state)
         turn = Turn(

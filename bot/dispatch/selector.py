@@ -75,6 +75,10 @@ def candidate_skills(intent: IntentGuess | None, ranking: Sequence[IntentGuess],
     sure = bool(found) and found[0][1] is not None and found[0][1].confidence >= threshold
     if not sure and fallback.name not in seen:
         found.append((fallback, None))
+    if found and not found[0][0].selectable:
+        return found[:1]  # the best one acts (starts a story, stores a rating): it answers alone
+    # Only skills whose answer can be thrown away answer beside another.
+    found = [option for option in found if option[0].selectable]
     if sure and len(found) > 1 and found[0][1].confidence - found[1][1].confidence >= config.margin:
         found = found[:1]
     return found[: max(1, config.max_candidates)]

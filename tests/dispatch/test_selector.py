@@ -29,6 +29,7 @@ from skills.fallback import FallbackSkill
 class ChatSkill(Skill):
     name = "chat"
     intents = ("chitchat",)
+    selectable = True
 
     async def respond(self, turn: Turn) -> str:
         turn.state["chats"] = turn.state.get("chats", 0) + 1
@@ -42,6 +43,7 @@ class ChatSkill(Skill):
 class JokeSkill(Skill):
     name = "jokes"
     intents = ("joke",)
+    selectable = True
 
     async def respond(self, turn: Turn) -> str:
         turn.state["told"] = turn.state.get("told", 0) + 1
@@ -66,9 +68,19 @@ class RankingAnnotator:
             annotations.intent = annotations.ranking[0]
 
 
+class StartStorySkill(Skill):
+    """Acts outside the turn (in the real one: creates a story), so it never answers beside others."""
+
+    name = "story"
+    intents = ("story",)
+
+    async def respond(self, turn: Turn) -> str:
+        return "Let's write!"
+
+
 def registry() -> SkillRegistry:
     skills = SkillRegistry()
-    for skill in (ChatSkill(), JokeSkill(), FallbackSkill()):
+    for skill in (ChatSkill(), JokeSkill(), StartStorySkill(), FallbackSkill()):
         skills.register(skill)
     return skills
 
@@ -86,6 +98,10 @@ def names(options) -> list[tuple[str, str | None]]:
     ([("chitchat", 0.4), ("joke", 0.3)], [("chat", "chitchat"), ("jokes", "joke"), ("fallback", None)]),
     # Below the floor nothing is a candidate: the fallback alone.
     ([("chitchat", 0.1)], [("fallback", None)]),
+    # A skill that acts outside the turn is never a candidate beside others: first it answers alone...
+    ([("story", 0.7), ("chitchat", 0.65)], [("story", "story")]),
+    # ... and otherwise it is left out.
+    ([("chitchat", 0.4), ("story", 0.35)], [("chat", "chitchat"), ("fallback", None)]),
     # An intent no skill serves is skipped; one skill counts once.
     ([("about_bot", 0.45), ("chitchat", 0.4), ("chitchat", 0.3)], [("chat", "chitchat"), ("fallback", None)]),
 ])

@@ -55,7 +55,7 @@ async def test_the_prompt_has_the_persona_history_and_language() -> None:
     reply = await answer(skill, turn("как дела?", "ru", history))
     assert reply.startswith("Привет! У меня всё хорошо.")
     prompt = model.calls[-1].prompt
-    assert "Tandem" in prompt[0].content and "Russian" in prompt[0].content
+    assert "Tandem" in prompt[0].content and "Russian" in prompt[0].content and "«ты»" in prompt[0].content
     assert [(m.role, m.content) for m in prompt[1:]] == [
         ("user", "я люблю чай"), ("assistant", "Чай это здорово."), ("user", "как дела?")]
 
