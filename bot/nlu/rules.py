@@ -9,10 +9,12 @@ from bot.nlu.catalogue import IntentCatalogue
 
 
 # Words that open or close a message without changing what it asks ("by the way, what time is it?",
-# "как меня зовут, помнишь?"): a rule written for the bare request matches it with them too.
+# "привет! как дела?", "как меня зовут, помнишь?"): a rule written for the bare request matches it
+# with them too (after the whole message was tried: "hi there" alone is still a greeting).
 _OPENERS = re.compile(
     r"^\s*(?:by the way|btw|so|and|well|oh|hey|ok|okay|um+|hmm+|also|anyway|actually|and also|кстати|вообще-то|на самом деле|а|и|ну|слушай|скажи|так"
-    r"|ладно|ой|эй)\b[\s,.!:;—–-]*",
+    r"|ладно|ой|эй|hi|hello|hey|hiya|good (?:morning|afternoon|evening)|привет\w*|здравствуй\w*|хай"
+    r"|добр\w+ (?:утро|день|вечер))\b[\s,.!:;—–-]*",
     re.IGNORECASE)
 _TAGS = re.compile(
     r"[\s,]+(?:remember|do you remember|you know|right|ok|okay|please|pls|помнишь|знаешь|да|правда|пожалуйста"

@@ -33,7 +33,8 @@ def test_openers_and_tags_are_taken_off(text, bare) -> None:
     ("я запутался, помоги разобраться", "help"), ("хочу поставить тебе оценку", "feedback"),
     ("I want to rate you", "feedback"), ("how's your evening?", "chitchat"),
     ("what am I called?", "user_profile"), ("как меня зовут, помнишь?", "user_profile"),
-    ("кстати, сколько времени?", "datetime"),
+    ("кстати, сколько времени?", "datetime"), ("привет! как дела?", "chitchat"), ("hi! how are you?", "chitchat"),
+    ("hi there", "greeting"), ("привет", "greeting"),
 ])
 def test_requests_in_their_everyday_wrapping_find_their_rule(rules, text, intent) -> None:
     assert rules.match(text) == intent
