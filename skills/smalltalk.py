@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.core.errors import ConfigError, ModelError
+from bot.core.register import formal_address
 from bot.core.skill import Skill, SkillConfig, Turn
 from bot.models.base import ChatMessage, GenerationParams, LanguageModel
 from bot.story.settings import STOP_STRINGS
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 PERSONA_FILE = Path(__file__).with_name("persona.yaml")
 LANGUAGE_NAMES = {"en": "English", "ru": "Russian"}
+# Added to the instructions when a Russian reply came out with «вы».
+INFORMAL_AGAIN = ("Important: speak to the user as a friend, with the informal «ты» (ты, тебя, тебе, твой; "
+                  "напиши, расскажи). Never use «вы», «вас», «вам», «ваш» or imperatives ending in «-ите».")
 PerLanguage = dict[str, str]
 
 
@@ -115,6 +119,8 @@ class SmallTalkSkill(Skill):
         async for shown in self._stream(turn, language, mood, gate):
             yield shown
         reply = gate.final()
+        if reply is not None and language == "ru" and formal_address(reply):
+            reply = await self._informal_again(turn, mood, reply)
         if reply is None:
             if gate.reason == "unsafe":
                 reply = self._replace_unsafe(turn, language)
@@ -192,8 +198,31 @@ class SmallTalkSkill(Skill):
             if rest:
                 yield rest
         except ModelError as exc:
-            # What was shown is judged like a finished reply; the model's restart is the runtime's job.
+            # A reply cut off mid-word is not one: the persona's line replaces it; the model's restart
+            # is the runtime's job.
+            gate.fail()
             log.warning("smalltalk generation failed conversation=%s: %s", turn.conversation_id, exc)
+
+    async def _informal_again(self, turn: Turn, mood: str | None, reply: str) -> str:
+        """A Russian reply that says «вы» to the user, written once more with the point made again;
+        the one with fewer formal words is kept. (Small models fall back on the help-desk «вы».)"""
+        turn.data["register_retry"] = True
+        messages = self.prompt(turn, "ru", mood)
+        messages[0] = ChatMessage("system", messages[0].content + " " + INFORMAL_AGAIN)
+        params = GenerationParams(max_new_tokens=self.config.max_new_tokens, temperature=self.config.temperature,
+                                  stop=STOP_STRINGS)
+        try:
+            raw = await self.model.generate(messages, params)  # type: ignore[union-attr]
+        except ModelError as exc:
+            log.warning("smalltalk second try failed conversation=%s: %s", turn.conversation_id, exc)
+            return reply
+        gate = ReplyGate("ru", self.config.max_sentences, self.safety.listed)
+        gate.feed(raw)
+        gate.finish()
+        again = gate.final()
+        if again is None or len(formal_address(again)) >= len(formal_address(reply)):
+            return reply
+        return again
 
     def _replace_unsafe(self, turn: Turn, language: str) -> str:
         log.info("smalltalk reply replaced as unsafe conversation=%s", turn.conversation_id)

@@ -31,7 +31,7 @@ class ReplyGate:
         self._raw = ""
         self.shown = ""
         self.stopped = False
-        self.reason: str | None = None  # why it stopped early: marker, sentences, language, unsafe
+        self.reason: str | None = None  # why it stopped early: marker, sentences, language, unsafe, failed
 
     def feed(self, piece: str) -> str:
         if self.stopped:
@@ -61,6 +61,10 @@ class ReplyGate:
         new, self.shown = showable[len(self.shown):], showable
         return new
 
+    def fail(self) -> None:
+        """The generation broke off (the model crashed or timed out): what came is not a reply."""
+        self._stop("failed")
+
     def finish(self) -> str:
         """The generation ended: the rest that may be shown (the last word, when it was whole)."""
         if self.stopped:
@@ -70,7 +74,7 @@ class ReplyGate:
 
     def final(self) -> str | None:
         """The reply to keep: whole sentences in the right language, at most `max_sentences`."""
-        if self.reason in ("unsafe", "language"):
+        if self.reason in ("unsafe", "language", "failed"):
             return None
         text, _ = cut_at_turn_marker(self._raw)
         filt = PassageFilter((), self.language)

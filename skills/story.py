@@ -79,7 +79,7 @@ class StorySkill(Skill):
             yield exc.in_language(turn.language)
         except NotFound:
             turn.state.pop("story_id", None)
-            yield "That story does not exist (or is not yours). /stories lists yours."
+            yield turn.say(say.GONE)
         except ModelUnavailable:
             yield turn.say(say.UNAVAILABLE)
 
@@ -172,15 +172,15 @@ class StorySkill(Skill):
                         yield ("\n\n" if len(started) > 1 else "") + f"[{event.candidate}] "
                 yield event.text
             elif isinstance(event, CandidateDone) and event.error:
-                reason = event.error.split(": ", 1)[-1]
+                reason = say.reason(event.error, turn.language)
                 if event.passage is not None:
-                    yield f" [cut short: {reason}; kept, marked incomplete]"
+                    yield turn.say(say.CUT_SHORT).format(reason=reason)
                 elif event.candidate in started or len(started) > 0:
-                    yield f"\n\n[{event.candidate}] (no passage: {reason})"
+                    yield f"\n\n[{event.candidate}] " + turn.say(say.NO_PASSAGE).format(reason=reason)
             elif isinstance(event, GenerationDone):
                 turn.data["story"] = event.to_json()
                 if not event.candidates:
-                    reason = (event.errors[0] if event.errors else "no text").split(": ", 1)[-1]
+                    reason = say.reason(event.errors[0] if event.errors else "no text", turn.language)
                     yield ("\n\n" if started else "") + turn.say(say.FAILED).format(reason=reason)
                 elif event.auto_chosen:
                     yield "\n\n" + turn.say(say.TAKEN)
@@ -192,7 +192,7 @@ class StorySkill(Skill):
     def _open(self, turn: Turn) -> int:
         story_id = turn.state.get("story_id")
         if story_id is None:
-            raise InputError(turn.say(say.NO_STORY))
+            raise say.refusal_of(say.NO_STORY)
         return story_id
 
     async def _do_end(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
@@ -225,7 +225,7 @@ class StorySkill(Skill):
         turn.state.update(active=True, draft={}, story_id=view.story.id)
         turn.keep()
         turn.data["story"] = {"story": view.to_json()}
-        yield say.render_view(view)
+        yield say.render_view(view, language=turn.language)
 
     @staticmethod
     async def _view_of(turn: Turn, service: StoryService, story_id: int) -> StoryView:
@@ -233,7 +233,7 @@ class StorySkill(Skill):
             return await service.view(turn.user_id, story_id)
         except NotFound:
             # The open story stays open; only the one asked for is missing.
-            raise InputError(turn.say(say.NOT_YOURS).format(id=story_id)) from None
+            raise say.refusal_of(say.NOT_YOURS, id=story_id) from None
 
     @staticmethod
     def _which(turn: Turn, stories: list[dict], command: str, *, empty: dict[str, str] = say.NO_STORIES) -> str:
@@ -291,7 +291,7 @@ class StorySkill(Skill):
         state = turn.state
         action, story_id, number = button.get("action"), button.get("story_id"), button.get("number")
         if action not in BUTTON_ACTIONS or not isinstance(story_id, int) or isinstance(story_id, bool):
-            raise InputError(turn.say(say.BUTTON_STALE))
+            raise say.refusal_of(say.BUTTON_STALE)
         if not in_story:
             turn.release()  # unless the button opens the story (below), nothing is open after it
         try:
@@ -321,10 +321,10 @@ class StorySkill(Skill):
     async def _do_show(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         view = await service.view(turn.user_id, self._open(turn))
         turn.data["story"] = {"story": view.to_json()}
-        yield say.render_view(view, last=command.number or say.SHOW_LAST)
+        yield say.render_view(view, last=command.number or say.SHOW_LAST, language=turn.language)
 
     async def _do_help(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
-        yield HELP
+        yield turn.say(HELP)
 
     async def _do_delete(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         story_id = command.number if command.number is not None else self._open(turn)
@@ -347,7 +347,7 @@ class StorySkill(Skill):
 
     async def _do_choose(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         if command.number is None:
-            raise InputError("Which one? /choose 1, or just type its number.")
+            raise say.refusal_of(say.WHICH_CANDIDATE)
         view = await service.choose(turn.user_id, self._open(turn), number=command.number)
         turn.data["story"] = {"story": view.to_json()}
         # Named as the candidate was offered ("✍ 2", "[2]"), not by its place in the story.
@@ -360,12 +360,14 @@ class StorySkill(Skill):
         view = await service.undo(turn.user_id, story_id)
         turn.data["story"] = {"story": view.to_json()}
         done = say.UNDONE_CANDIDATES if waiting else say.UNDONE
-        yield turn.say(done).format(number=len(view.path) + 1) + "\n" + say.render_view(view, last=2)
+        shown = say.render_view(view, last=2, language=turn.language)
+        yield turn.say(done).format(number=len(view.path) + 1) + "\n" + shown
 
     async def _do_redo(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         view = await service.redo(turn.user_id, self._open(turn))
         turn.data["story"] = {"story": view.to_json()}
-        yield turn.say(say.REDONE).format(number=len(view.path)) + "\n" + say.render_view(view, last=2)
+        shown = say.render_view(view, last=2, language=turn.language)
+        yield turn.say(say.REDONE).format(number=len(view.path)) + "\n" + shown
 
     async def _do_edit(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         story_id = self._open(turn)
@@ -377,50 +379,50 @@ class StorySkill(Skill):
             number, text = None, command.args
         view = await service.edit(turn.user_id, story_id, text, number=number)
         turn.data["story"] = {"story": view.to_json()}
-        yield "Edited; the old version is kept.\n" + say.render_view(view, last=3)
+        yield turn.say(say.EDITED) + "\n" + say.render_view(view, last=3, language=turn.language)
 
     async def _do_branch(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         if command.number is None:
-            raise InputError("From which passage? /branch N (the numbers are in /show).")
+            raise say.refusal_of(say.WHICH_PASSAGE)
         view = await service.branch(turn.user_id, self._open(turn), number=command.number)
         turn.data["story"] = {"story": view.to_json()}
-        yield (f"Branched after passage {command.number}; the old continuation is kept (/redo walks back to it). "
-               "Write what happens now, or say \"continue\".\n" + say.render_view(view, last=2))
+        yield (turn.say(say.BRANCHED).format(number=command.number) + "\n"
+               + say.render_view(view, last=2, language=turn.language))
 
     async def _do_memory(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         story_id = await self._story(turn, service)
         if not command.args:
             story = await service.repo.get_story(turn.user_id, story_id)
-            yield f"Memory: {story.memory or '(empty)'}"
+            yield turn.say(say.MEMORY_IS).format(text=story.memory or turn.say(say.EMPTY_FIELD))
             return
         await service.set_memory(turn.user_id, story_id, command.args)
-        yield "Memory saved; it stays at the top of what I read."
+        yield turn.say(say.MEMORY_SAVED)
 
     async def _do_note(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         story_id = await self._story(turn, service)
         if not command.args:
             story = await service.repo.get_story(turn.user_id, story_id)
-            yield f"Author's note: {story.author_note or '(empty)'}"
+            yield turn.say(say.NOTE_IS).format(text=story.author_note or turn.say(say.EMPTY_FIELD))
             return
         await service.set_author_note(turn.user_id, story_id, command.args)
-        yield "Author's note saved; it steers the next passages."
+        yield turn.say(say.NOTE_SAVED)
 
     async def _do_lore(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         story_id = await self._story(turn, service)
         args = command.args
         if args.startswith("-") and args[1:].strip().isdigit():
             await service.remove_lore(turn.user_id, story_id, int(args[1:]))
-            yield "Lore entry removed."
+            yield turn.say(say.LORE_REMOVED)
             return
         if not args:
             entries = await service.lore(turn.user_id, story_id)
-            yield "\n".join([f"  {e.id}: {', '.join(e.keys)}: {e.text}" for e in entries]) or "No lore entries yet."
+            yield "\n".join([f"  {e.id}: {', '.join(e.keys)}: {e.text}" for e in entries]) or turn.say(say.NO_LORE)
             return
         named = split_named(args)
         if named is None:
-            raise InputError("Write lore as /lore KEYWORDS: TEXT, e.g. /lore dragon, Smaug: an old red dragon.")
+            raise say.refusal_of(say.LORE_FORMAT)
         entry = await service.set_lore(turn.user_id, story_id, named[0].split(","), named[1])
-        yield f"Lore saved ({', '.join(entry.keys)}); I use it when those words come up."
+        yield turn.say(say.LORE_SAVED).format(keys=", ".join(entry.keys))
 
     async def _do_settings(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         story_id = await self._story(turn, service)
@@ -429,7 +431,8 @@ class StorySkill(Skill):
         else:
             settings = service.settings_of(await service.repo.get_story(turn.user_id, story_id))
         turn.data["story_settings"] = settings.model_dump()
-        yield "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.model_dump().items())
+        values = ", ".join(f"{k}={v}" for k, v in settings.model_dump().items())
+        yield turn.say(say.SETTINGS_ARE).format(values=values)
 
     async def _do_export(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         # "/export md" the open story, "/export 3 txt" story 3.
@@ -443,18 +446,19 @@ class StorySkill(Skill):
     async def _do_import(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         view = await service.import_(turn.user_id, command.args)
         turn.state["story_id"] = view.story.id
-        yield "Imported.\n" + say.render_view(view)
+        yield turn.say(say.IMPORTED) + "\n" + say.render_view(view, language=turn.language)
 
     async def _meta(self, turn: Turn, service: StoryService, key: str, value: str) -> str:
+        detail = say.pick(say.DETAILS, turn.language)[key]
         if turn.state.get("story_id") is None:
             turn.state.setdefault("draft", {})[key] = value
-            return turn.say(say.NOTED).format(what=f"{key} “{value}”")
+            return turn.say(say.NOTED).format(what=turn.say(say.DETAIL_VALUE).format(detail=detail, value=value))
         story_id = turn.state["story_id"]
         if key == "title":
             await service.rename(turn.user_id, story_id, value)
         else:
             await service.repo.update_story(turn.user_id, story_id, **{key: value[:2000]})
-        return f"The {key} is now “{value}”."
+        return turn.say(say.DETAIL_SET).format(detail=detail, value=value)
 
     async def _do_rename(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         yield await self._meta(turn, service, "title", service.check_title(command.args))
@@ -471,7 +475,7 @@ class StorySkill(Skill):
     async def _do_character(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         named = split_named(command.args)
         if named is None:
-            raise InputError("Ask like this: /character Mira: where did you hide the key?")
+            raise say.refusal_of(say.CHARACTER_FORMAT)
         name, question = named
         talks: dict[str, Any] = turn.state.setdefault("characters", {})
         history = [tuple(pair) for pair in talks.get(name, [])]
@@ -486,7 +490,7 @@ class StorySkill(Skill):
 
 def _required(value: str, what: str) -> str:
     if not value.strip():
-        raise InputError(f"Give the {what} after the command, e.g. /{what} ...")
+        raise say.refusal_of(say.DETAIL_MISSING, detail=what, command=what)
     return value.strip()
 
 

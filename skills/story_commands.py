@@ -108,7 +108,8 @@ def split_named(args: str) -> tuple[str, str] | None:
     return name.strip(), rest.strip()
 
 
-HELP = """Story commands:
+HELP = {
+    "en": """Story commands:
   (any text)        your passage; then I write candidates for the next one
   continue          I write the next passage (/continue 2: ask for 2 candidates)
   1, 2, 3           choose a candidate          /retry   new candidates
@@ -119,4 +120,17 @@ HELP = """Story commands:
   /lore KEYS: TEXT  a world note used when KEYS appear (/lore to list, /lore -ID to remove)
   /settings k=v     candidates, temperature, top_p, max_new_tokens, repetition_penalty
   /character NAME: QUESTION   ask a character
-  /export [ID] md|txt|json   /stories   /resume ID   /rename TITLE   /delete [ID]   /new   /end"""
+  /export [ID] md|txt|json   /stories   /resume ID   /rename TITLE   /delete [ID]   /new   /end""",
+    "ru": """Команды историй:
+  (любой текст)     твой отрывок; потом я пишу варианты следующего
+  продолжай         я пишу следующий отрывок (/continue 2: два варианта)
+  1, 2, 3           выбрать вариант             /retry   новые варианты
+  /undo  /redo      шаг назад или вперёд        /show    что уже написано
+  /edit [N] ТЕКСТ   переписать отрывок N (по умолчанию последний)
+  /branch N         продолжить с отрывка N (остальное сохранится)
+  /memory ТЕКСТ     что я помню всегда          /note ТЕКСТ   заметка автора
+  /lore КЛЮЧИ: ТЕКСТ  запись о мире, я учту её, когда встретятся КЛЮЧИ (/lore — список, /lore -ID — удалить)
+  /settings k=v     candidates, temperature, top_p, max_new_tokens, repetition_penalty
+  /character ИМЯ: ВОПРОС   спросить персонажа
+  /export [ID] md|txt|json   /stories   /resume ID   /rename НАЗВАНИЕ   /delete [ID]   /new   /end""",
+}

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+from bot.core.errors import InputError
 from bot.core.skill import AsideCheck
-from bot.story.tree import AUTHOR_LABELS, StoryView
+from bot.story.tree import AUTHOR_NAMES, StoryView
 from bot.storage.stories import PassageRecord
+
+T = TypeVar("T")
 
 INTRO = {
     "en": "Let's write a story! Write its first passage, or say \"continue\" and I'll open it. "
@@ -66,37 +72,104 @@ WHICH = {"en": "Which one? /{command} ID, e.g. /{command} {example}.",
 NOT_YOURS = {"en": "Story {id} does not exist (or is not yours). /stories lists yours.",
              "ru": "Истории {id} нет (или она не твоя). /stories покажет твои истории."}
 EXPORTED = {"en": "\"{title}\" (story {id}), as {format}:", "ru": "«{title}» (история {id}) в формате {format}:"}
+# The open story went missing (deleted elsewhere, or another user's id).
+GONE = {"en": "That story does not exist (or is not yours). /stories lists yours.",
+        "ru": "Такой истории нет (или она не твоя). /stories покажет твои истории."}
+
+# Generation as it streams: a candidate cut short, or none written.
+CUT_SHORT = {"en": " [cut short: {reason}; kept, marked incomplete]",
+             "ru": " [оборвался: {reason}; сохранён как незаконченный]"}
+NO_PASSAGE = {"en": "(no passage: {reason})", "ru": "(отрывка нет: {reason})"}
+# Why a candidate failed, as the generator says it in English after its "timeout: "/"error: " prefix
+# (bot/story/generation.py), in Russian; a reason not listed is shown as it is.
+REASONS_RU = {
+    "the model took too long": "модель писала слишком долго",
+    "the language model stopped while writing and is restarting, so try again in a moment":
+        "языковая модель остановилась посреди отрывка и перезапускается, попробуй ещё раз чуть позже",
+    "the language model cannot be reached right now": "языковая модель сейчас недоступна",
+    "the language model failed while writing": "языковая модель дала сбой, пока писала",
+    "the model wrote nothing usable": "у модели не получилось ничего годного",
+    "the model could not write in Russian": "модель не смогла написать по-русски",
+    "the model could not write in English": "модель не смогла написать по-английски",
+    "stopped": "остановлено",
+    "no text": "текста нет",
+}
+
+# Answers to the story commands.
+WHICH_CANDIDATE = {"en": "Which one? /choose 1, or just type its number.",
+                   "ru": "Какой? /choose 1 или просто напиши его номер."}
+EDITED = {"en": "Edited; the old version is kept.", "ru": "Исправлено; старая версия сохранена."}
+WHICH_PASSAGE = {"en": "From which passage? /branch N (the numbers are in /show).",
+                 "ru": "С какого отрывка? /branch N (номера есть в /show)."}
+BRANCHED = {"en": "Branched after passage {number}; the old continuation is kept (/redo walks back to it). "
+                  "Write what happens now, or say \"continue\".",
+            "ru": "Новая ветка после отрывка {number}; старое продолжение сохранено (/redo вернёт к нему). "
+                  "Напиши, что будет теперь, или скажи «продолжай»."}
+EMPTY_FIELD = {"en": "(empty)", "ru": "(пусто)"}
+MEMORY_IS = {"en": "Memory: {text}", "ru": "Память: {text}"}
+MEMORY_SAVED = {"en": "Memory saved; it stays at the top of what I read.",
+                "ru": "Память сохранена; я всегда читаю её первой."}
+NOTE_IS = {"en": "Author's note: {text}", "ru": "Заметка автора: {text}"}
+NOTE_SAVED = {"en": "Author's note saved; it steers the next passages.",
+              "ru": "Заметка автора сохранена; она направляет следующие отрывки."}
+LORE_REMOVED = {"en": "Lore entry removed.", "ru": "Запись о мире удалена."}
+NO_LORE = {"en": "No lore entries yet.", "ru": "Записей о мире пока нет."}
+LORE_FORMAT = {"en": "Write lore as /lore KEYWORDS: TEXT, e.g. /lore dragon, Smaug: an old red dragon.",
+               "ru": "Записи о мире пишутся так: /lore КЛЮЧЕВЫЕ СЛОВА: ТЕКСТ, "
+                     "например /lore дракон, Смауг: старый красный дракон."}
+LORE_SAVED = {"en": "Lore saved ({keys}); I use it when those words come up.",
+              "ru": "Запись о мире сохранена ({keys}); я вспомню её, когда встретятся эти слова."}
+SETTINGS_ARE = {"en": "Settings: {values}", "ru": "Настройки: {values}"}
+IMPORTED = {"en": "Imported.", "ru": "Импортировано."}
+CHARACTER_FORMAT = {"en": "Ask like this: /character Mira: where did you hide the key?",
+                    "ru": "Спрашивай так: /character Мира: куда ты спрятала ключ?"}
+# /title, /genre, /premise, /style: the detail by name, noted before the story starts or changed after.
+DETAILS = {"en": {"title": "title", "genre": "genre", "premise": "premise", "style": "style"},
+           "ru": {"title": "название", "genre": "жанр", "premise": "завязка", "style": "стиль"}}
+DETAIL_VALUE = {"en": "{detail} “{value}”", "ru": "{detail} «{value}»"}
+DETAIL_SET = {"en": "The {detail} is now “{value}”.", "ru": "Теперь {detail}: «{value}»."}
+DETAIL_MISSING = {"en": "Give the {detail} after the command, e.g. /{command} ...",
+                  "ru": "Напиши после команды, что задать, например /{command} ..."}
 
 # Passages shown when a story is opened or shown again.
 SHOW_LAST = 6
-INCOMPLETE = {"en": " (incomplete)", "ru": " (не закончен)"}
+INCOMPLETE = {"en": ", incomplete", "ru": ", не закончен"}
+HEADING = {"en": "\"{title}\" (story {id}, {count} passages)", "ru": "«{title}» (история {id}, отрывков: {count})"}
+NO_PASSAGES = {"en": "(no passages yet: write the first one, or say \"continue\")",
+               "ru": "(отрывков пока нет: напиши первый или скажи «продолжай»)"}
+EARLIER = {"en": "… {count} earlier passages (/export md for the whole story)",
+           "ru": "… раньше отрывков: {count} (вся история — /export md)"}
+WAITING = {"en": "Candidates waiting:", "ru": "Варианты на выбор:"}
+CHOOSE_FROM = {"en": "Choose {range}.", "ru": "Выбери {range}."}
 
 
-def label(passage: PassageRecord) -> str:
-    return AUTHOR_LABELS.get(passage.author, passage.author)
+def label(passage: PassageRecord, language: str | None = "en") -> str:
+    return pick(AUTHOR_NAMES, language).get(passage.author, passage.author)
 
 
-def render_passage(number: int | str, passage: PassageRecord) -> str:
-    mark = ", incomplete" if passage.status == "incomplete" else ""
-    return f"[{number}] ({label(passage)}{mark}) {passage.text}"
+def render_passage(number: int | str, passage: PassageRecord, language: str | None = "en") -> str:
+    mark = pick(INCOMPLETE, language) if passage.status == "incomplete" else ""
+    return f"[{number}] ({label(passage, language)}{mark}) {passage.text}"
 
 
-def render_view(view: StoryView, *, last: int = SHOW_LAST) -> str:
-    """The title, the last passages with numbers and authors, and any candidates waiting."""
+def render_view(view: StoryView, *, last: int = SHOW_LAST, language: str | None = None) -> str:
+    """The title, the last passages with numbers and authors, and any candidates waiting; in
+    `language` (the user's), else in the story's."""
     story = view.story
-    lines = [f"\"{story.title}\" (story {story.id}, {len(view.path)} passages)"]
+    language = language or story.language
+    lines = [pick(HEADING, language).format(title=story.title, id=story.id, count=len(view.path))]
     if not view.path:
-        lines.append("(no passages yet: write the first one, or say \"continue\")")
+        lines.append(pick(NO_PASSAGES, language))
     start = max(0, len(view.path) - last)
     if start:
-        lines.append(f"… {start} earlier passages (/export md for the whole story)")
+        lines.append(pick(EARLIER, language).format(count=start))
     for number, passage in enumerate(view.path[start:], start + 1):
-        lines.append(render_passage(number, passage))
+        lines.append(render_passage(number, passage, language))
     if view.pending:
-        lines.append("Candidates waiting:")
+        lines.append(pick(WAITING, language))
         for number, passage in enumerate(view.pending, 1):
-            lines.append(f"  {render_passage(number, passage)}")
-        lines.append(f"Choose 1–{len(view.pending)}." if len(view.pending) > 1 else "Choose 1.")
+            lines.append(f"  {render_passage(number, passage, language)}")
+        lines.append(pick(CHOOSE_FROM, language).format(range=choice_range(len(view.pending))))
     return "\n".join(lines)
 
 
@@ -117,9 +190,20 @@ def render_list(stories: list[dict], current: int | None, language: str = "en", 
     return "\n".join(lines)
 
 
-def pick(texts: dict[str, str], language: str | None) -> str:
+def pick(texts: Mapping[str, T], language: str | None) -> T:
     """The text of `texts` in `language`, English when there is none."""
     return texts.get(language or "en") or texts["en"]
+
+
+def reason(error: str, language: str | None) -> str:
+    """The reason of a generation error ("timeout: the model took too long") for the user, in `language`."""
+    text = error.split(": ", 1)[-1]
+    return REASONS_RU.get(text.rstrip(".").lower(), text) if language == "ru" else text
+
+
+def refusal_of(texts: dict[str, str], **values: object) -> InputError:
+    """An InputError with `texts` (formatted with `values`) in every language; the user's is shown."""
+    return InputError(texts={language: text.format(**values) for language, text in texts.items()})
 
 
 def choice_range(count: int) -> str:

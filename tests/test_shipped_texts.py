@@ -48,6 +48,10 @@ ALLOWED = {
     ("bot/story/settings.py", "вы"),
     # The evaluation report's description of the register check ("addresses the user as вы").
     ("bot/evaluation/checks.py", "вы"),
+    # Small talk's instructions to the model to say ты, "never «вы», «вас», «вам», «ваш»" (prompts,
+    # never shown).
+    ("skills/smalltalk.py", "вы"), ("skills/smalltalk.py", "вас"), ("skills/smalltalk.py", "вам"),
+    ("skills/smalltalk.py", "ваш"),
 }
 SKIPPED_YAML_KEYS = {"when", "words", "keywords"}
 SKIPPED_FILES = {"skills/unsafe_words.yaml"}
@@ -212,6 +216,46 @@ def test_every_text_table_in_python_has_english_and_russian() -> None:
             elif any(isinstance(v, ast.Constant) and v.value in ("", None) for v in values):
                 problems.append(f"{relative}:{line}: an empty text")
     assert not problems, "text tables missing a language:\n" + "\n".join(problems)
+
+
+# Modules whose InputErrors are shown to users (chat replies, the story API's messages): each one is
+# raised with texts in both languages, InputError(texts={...}) or bot.core.errors.refusal(en, ru).
+# Others (bot/storage/feedback.py) refuse API clients' malformed requests, in English.
+REFUSING = shipped("bot/story/**/*.py") + shipped("skills/**/*.py") + [
+    PROJECT_ROOT / "bot/channels/story_api.py", PROJECT_ROOT / "bot/core/text.py"]
+
+
+def _has_cyrillic(node: ast.expr) -> bool:
+    return any(isinstance(n, ast.Constant) and isinstance(n.value, str) and _CYRILLIC.search(n.value)
+               for n in ast.walk(node))
+
+
+def one_language_refusals(source: str) -> Iterator[tuple[int, str]]:
+    """(line, why) of every InputError raised with a message in one language only: a message of its
+    own instead of `texts=`, or a refusal(en, ru) whose Russian is missing or not Russian."""
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+        if name == "InputError" and (node.args or not any(k.arg == "texts" for k in node.keywords)):
+            yield node.lineno, "InputError with a message of its own, not texts={...} in every language"
+        elif name == "refusal" and (len(node.args) != 2 or not _has_cyrillic(node.args[1])):
+            yield node.lineno, "refusal(en, ru) without its Russian text"
+
+
+def test_the_scan_finds_refusals_in_one_language() -> None:
+    source = ('raise InputError("Nothing to redo.")\nraise InputError(f"No passage {n}.")\n'
+              'raise refusal("Nothing to redo.", "Nothing to redo.")\nraise errors.InputError(turn.say(T))\n'
+              'raise refusal("Nothing to redo.", "Возвращать нечего.")\nraise InputError(texts=EMPTY)\n'
+              'raise refusal(f"No passage {n}.", f"Отрывка {n} нет.")\nraise say.refusal_of(say.NO_STORY)\n')
+    assert [line for line, _ in one_language_refusals(source)] == [1, 2, 3, 4]
+
+
+def test_every_refusal_users_see_has_english_and_russian() -> None:
+    assert REFUSING and all(path.exists() for path in REFUSING)
+    problems = [f"{path.relative_to(PROJECT_ROOT).as_posix()}:{line}: {why}"
+                for path in REFUSING for line, why in one_language_refusals(path.read_text(encoding="utf-8"))]
+    assert not problems, "refusals users see in one language only:\n" + "\n".join(problems)
 
 
 def test_every_text_table_in_yaml_has_english_and_russian() -> None:

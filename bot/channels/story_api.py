@@ -4,6 +4,7 @@ with Server-Sent Events streaming of passages as they are generated."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from aiohttp import web
 from bot.channels.http_api import BUSY_RETRY_S, authenticated_user, json_error, read_json
 from bot.channels.ratelimit import spend_turn_budget
 from bot.channels.services import SERVICES
-from bot.core.errors import InputError, ModelUnavailable, NotFound, StorageError
+from bot.core.errors import BotError, InputError, ModelUnavailable, NotFound, StorageError, refusal
 from bot.core.text import clean_text
 from bot.dispatch.admission import Busy, user_key
 from bot.story.service import StoryService
@@ -22,11 +23,24 @@ from bot.story.tree import CandidateDone, GenerationDone, PassageDelta, passage_
 
 log = logging.getLogger(__name__)
 _USER: web.RequestKey[int] = web.RequestKey("tandem_user_id", int)
-BUSY_MESSAGE = "I'm getting a lot of requests right now, so I didn't take that one. Please send it again shortly."
-TOO_SLOW = "That took too long, so I stopped; what was written so far is kept, marked incomplete."
+# The language of the request's answers, once known (see `_language`).
+_LANGUAGE: web.RequestKey[str] = web.RequestKey("tandem_story_language", str)
+LANGUAGES = ("en", "ru")
+# The error messages, in the request's language (InputError's own come from the error).
+BUSY_MESSAGE = {
+    "en": "I'm getting a lot of requests right now, so I didn't take that one. Please send it again shortly.",
+    "ru": "Мне сейчас приходит очень много запросов, так что этот я не принял. Отправь его ещё раз чуть позже.",
+}
+TOO_SLOW = {"en": "That took too long, so I stopped; what was written so far is kept, marked incomplete.",
+            "ru": "Это заняло слишком много времени, так что я остановился; написанное сохранено как незаконченное."}
+NOT_SAVED = {"en": "I can't save the story right now, so that passage was not kept. Please try again in a moment.",
+             "ru": "Сейчас я не могу сохранить историю, так что этот отрывок не сохранён. Попробуй ещё раз чуть позже."}
+NO_SUCH_STORY = {"en": "no such story", "ru": "такой истории нет"}
+NO_MODEL = {"en": "The language model is not available right now.", "ru": "Языковая модель сейчас недоступна."}
+CONFIRM_DELETE = {"en": 'Deleting "{title}" cannot be undone; repeat with ?confirm=true.',
+                  "ru": "Удаление «{title}» нельзя отменить; повтори запрос с ?confirm=true."}
 # What the generation task hands the response besides story events.
 _END, _TIMEOUT, _NOT_STORED = object(), object(), object()
-NOT_SAVED = "I can't save the story right now, so that passage was not kept. Please try again in a moment."
 
 
 @web.middleware
@@ -43,14 +57,44 @@ async def story_errors(request: web.Request, handler) -> web.StreamResponse:
         with admission.entered(user_key("api", "", await _user(request))):
             return await handler(request)
     except Busy:
-        return web.json_response({"error": {"code": "busy", "message": BUSY_MESSAGE}}, status=503,
+        # Refused for overload: the header says the language, no story is looked up.
+        message = BUSY_MESSAGE[request.get(_LANGUAGE) or accepted_language(request)]
+        return web.json_response({"error": {"code": "busy", "message": message}}, status=503,
                                  headers={"Retry-After": str(BUSY_RETRY_S)})
     except InputError as exc:
-        return json_error(400, "invalid", str(exc))
+        return json_error(400, "invalid", exc.in_language(await _language(request)))
     except NotFound:
-        return json_error(404, "not_found", "no such story")
+        return json_error(404, "not_found", NO_SUCH_STORY[await _language(request)])
     except ModelUnavailable:
-        return json_error(503, "model_unavailable", "The language model is not available right now.")
+        return json_error(503, "model_unavailable", NO_MODEL[await _language(request)])
+
+
+def accepted_language(request: web.Request) -> str:
+    """The first language of the Accept-Language header ("ru-RU,ru;q=0.9" is ru) when it is one
+    Tandem speaks, else English."""
+    first = request.headers.get("Accept-Language", "").split(",", 1)[0]
+    tag = first.split(";", 1)[0].strip().split("-", 1)[0].lower()
+    return tag if tag in LANGUAGES else "en"
+
+
+async def _language(request: web.Request) -> str:
+    """The language of this request's messages: the story's, when the request names a story of its
+    user (or starts one in a language), else the Accept-Language header's."""
+    language = request.get(_LANGUAGE)
+    if language is None:
+        language = request[_LANGUAGE] = await _story_language(request) or accepted_language(request)
+    return language
+
+
+async def _story_language(request: web.Request) -> str | None:
+    user_id, raw = request.get(_USER), request.match_info.get("story_id")
+    service = request.app[SERVICES].stories
+    if user_id is None or raw is None or service is None:
+        return None
+    with contextlib.suppress(BotError, ValueError, OverflowError):
+        language = (await service.repo.get_story(user_id, int(raw))).language
+        return language if language in LANGUAGES else None
+    return None
 
 
 def _service(request: web.Request) -> StoryService:
@@ -82,7 +126,7 @@ def _int(body: dict[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InputError(f"`{key}` must be a whole number.")
+        raise refusal(f"`{key}` must be a whole number.", f"`{key}` должно быть целым числом.")
     return value
 
 
@@ -91,7 +135,7 @@ def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str | Non
     if value is None and not required:
         return None
     if not isinstance(value, str):
-        raise InputError(f"`{key}` must be a string.")
+        raise refusal(f"`{key}` must be a string.", f"`{key}` должно быть строкой.")
     return clean_text(value)
 
 
@@ -121,10 +165,12 @@ async def start_story(request: web.Request) -> web.Response:
     user_id = await _user(request)
     await spend_turn_budget(request, user_id)
     body = await read_json(request)
+    if body.get("language") in LANGUAGES:
+        request[_LANGUAGE] = body["language"]  # the new story's: its refusals are in it too
     fields = {key: _text(body, key, required=False) for key in ("title", "genre", "premise", "style", "text")}
     settings = body.get("settings")
     if settings is not None and not isinstance(settings, dict):
-        raise InputError("`settings` must be an object.")
+        raise refusal("`settings` must be an object.", "`settings` должно быть объектом.")
     view = await _service(request).start(user_id, language=body.get("language") or "en", settings=settings,
                                          **fields)
     return web.json_response({"story": view.to_json()}, status=201)
@@ -147,7 +193,7 @@ async def patch_story(request: web.Request) -> web.Response:
     body = await read_json(request)
     unknown = set(body) - {"title", "memory", "author_note", "genre", "premise", "style"}
     if unknown:
-        raise InputError(f"Unknown field {sorted(unknown)[0]!r}.")
+        raise refusal(f"Unknown field {sorted(unknown)[0]!r}.", f"Неизвестное поле {sorted(unknown)[0]!r}.")
     await service.repo.get_story(user_id, story_id)  # 404 before anything changes
     fields = {key: clean_text(value) if isinstance(value, str) else value for key, value in body.items()}
     view = await service.update_details(user_id, story_id, fields)  # all fields checked before any is stored
@@ -158,8 +204,8 @@ async def delete_story(request: web.Request) -> web.Response:
     service, user_id, story_id = await _story(request)
     story = await service.repo.get_story(user_id, story_id)
     if request.query.get("confirm") != "true":
-        return json_error(409, "confirmation_required",
-                          f'Deleting "{story.title}" cannot be undone; repeat with ?confirm=true.')
+        language = story.language if story.language in LANGUAGES else await _language(request)
+        return json_error(409, "confirmation_required", CONFIRM_DELETE[language].format(title=story.title))
     await service.delete(user_id, story_id)
     return web.Response(status=204)
 
@@ -202,6 +248,7 @@ async def _respond_generation(request: web.Request, events: AsyncIterator[Any]) 
     The generation runs in a task of its own, under the story budget: a client that leaves, or a
     generation past the budget, cancels it, and the passage so far is stored as incomplete."""
     first = await anext(events)  # raises InputError/NotFound while a plain error answer is still possible
+    language = await _language(request)  # now, while the story is surely readable
     budget_s = request.app[SERVICES].story_budget_s
     queue: asyncio.Queue = asyncio.Queue()
 
@@ -225,7 +272,7 @@ async def _respond_generation(request: web.Request, events: AsyncIterator[Any]) 
                 if item is _NOT_STORED:
                     raise StorageError("the story could not be stored")
                 if item is _TIMEOUT:
-                    return json_error(504, "timeout", TOO_SLOW)
+                    return json_error(504, "timeout", TOO_SLOW[language])
                 done = item
             assert isinstance(done, GenerationDone)
             return web.json_response(done.to_json())
@@ -237,10 +284,10 @@ async def _respond_generation(request: web.Request, events: AsyncIterator[Any]) 
                 if item is _NOT_STORED:
                     # The stream is open, so no error status can be sent: the error is its last event.
                     # What the events before it called stored is stored; the rest was not.
-                    await response.write(_sse_error("storage_unavailable", NOT_SAVED))
+                    await response.write(_sse_error("storage_unavailable", NOT_SAVED[language]))
                     break
                 if item is _TIMEOUT:
-                    await response.write(_sse_error("timeout", TOO_SLOW))
+                    await response.write(_sse_error("timeout", TOO_SLOW[language]))
                     break
                 await response.write(_sse(item))
                 item = await queue.get()
@@ -256,7 +303,7 @@ async def _respond_generation(request: web.Request, events: AsyncIterator[Any]) 
 
 
 def _sse_error(code: str, message: str) -> bytes:
-    return f"event: error\ndata: {json.dumps({'code': code, 'message': message})}\n\n".encode()
+    return f"event: error\ndata: {json.dumps({'code': code, 'message': message}, ensure_ascii=False)}\n\n".encode()
 
 
 def _sse(event: Any) -> bytes:
@@ -275,7 +322,8 @@ async def choose(request: web.Request) -> web.Response:
     body = await read_json(request)
     number, passage_id = _int(body, "candidate"), _int(body, "passage_id")
     if number is None and passage_id is None:
-        raise InputError("Give `candidate` (1, 2, ...) or `passage_id`.")
+        raise refusal("Give `candidate` (1, 2, ...) or `passage_id`.",
+                      "Укажи `candidate` (1, 2, ...) или `passage_id`.")
     view = await service.choose(user_id, story_id, number=number, passage_id=passage_id)
     return web.json_response({"story": view.to_json()})
 
@@ -303,7 +351,8 @@ async def branch(request: web.Request) -> web.Response:
     body = await read_json(request)
     number, passage_id = _int(body, "number"), _int(body, "passage_id")
     if number is None and passage_id is None:
-        raise InputError("Give `number` (a passage of the current story, 0 = before the first) or `passage_id`.")
+        raise refusal("Give `number` (a passage of the current story, 0 = before the first) or `passage_id`.",
+                      "Укажи `number` (отрывок текущей истории, 0 — перед первым) или `passage_id`.")
     view = await service.branch(user_id, story_id, number=number, passage_id=passage_id)
     return web.json_response({"story": view.to_json()})
 
@@ -342,7 +391,7 @@ async def add_lore(request: web.Request) -> web.Response:
     if isinstance(keys, str):
         keys = keys.split(",")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise InputError("`keys` must be a list of keywords.")
+        raise refusal("`keys` must be a list of keywords.", "`keys` должно быть списком ключевых слов.")
     entry = await service.set_lore(user_id, story_id, _cleaned(keys), _text(body, "text"))
     return web.json_response({"id": entry.id, "keys": list(entry.keys), "text": entry.text}, status=201)
 
@@ -365,7 +414,8 @@ async def character(request: web.Request) -> web.StreamResponse:
     if not isinstance(history, list) or not all(
         isinstance(h, list) and len(h) == 2 and all(isinstance(x, str) for x in h) for h in history
     ):
-        raise InputError("`history` must be a list of [question, answer] pairs.")
+        raise refusal("`history` must be a list of [question, answer] pairs.",
+                      "`history` должно быть списком пар [вопрос, ответ].")
     name = _text(body, "name")
     pieces = service.character(user_id, story_id, name, _text(body, "question"),
                                [tuple(h) for h in _cleaned(history)])

@@ -10,6 +10,8 @@ from typing import TextIO
 
 from bot.core.messages import Incoming, ReplyStream
 
+# Where a reply was rewritten after it was streamed, in output that is not a terminal.
+REWRITTEN_MARK = "(rewritten) "
 CHANNEL = "terminal"
 
 
@@ -55,9 +57,10 @@ async def chat_loop(
         elif shown.strip() != reply.text:
             # The skill rewrote what it streamed (a part failed a check once the reply was whole):
             # the final text replaces it, on the same line where the terminal can clear one.
-            single_line = "\n" not in shown and stdout.isatty()
-            stdout.write("\r\x1b[2K" if single_line else "\n")
-            stdout.write("tandem> " + reply.text)
+            if "\n" not in shown and stdout.isatty():
+                stdout.write("\r\x1b[2K" + "tandem> " + reply.text)
+            else:  # a pipe cannot take text back: the final one follows, marked, on a line of its own
+                stdout.write(f"\n{REWRITTEN_MARK}{reply.text}")
         if reply.suggestions:
             stdout.write("\n  [" + " | ".join(reply.suggestions) + "]")
         stdout.write("\n")

@@ -56,5 +56,10 @@ class InputError(BotError):
         return self.texts.get(language or "") or str(self)
 
 
+def refusal(en: str, ru: str) -> InputError:
+    """An InputError for the user in both languages: `raise refusal("Nothing to redo.", "Возвращать нечего.")`."""
+    return InputError(texts={"en": en, "ru": ru})
+
+
 class NotFound(BotError):
     """An id that does not exist, or that the caller may not see (the two are not told apart)."""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.core.messages import Reply
+from bot.core.register import formal_address
 from bot.evaluation.conversation_set import ExpectedTurn, comparable
 from bot.story.polish import script_language
 
@@ -15,15 +16,6 @@ _LATIN = re.compile(r"[a-z]", re.IGNORECASE)
 # A sentence ends at . ! ? … (and any closing quote or bracket) before a space, or at a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'»)\]]*\s+|\n+")
 _WORDLIKE = re.compile(r"\w")
-# Addressing one person as вы: the pronoun in any case, or a plural imperative (напишите,
-# попробуйте, отправьте, возвращайтесь). Tandem says ты to everyone.
-_FORMAL_PRONOUN = re.compile(r"\b(вы|вас|вам|вами|ваш|ваша|ваше|ваши|вашего|вашей|вашему|вашим|ваших|вашу|вашем)\b",
-                             re.IGNORECASE)
-_PLURAL_IMPERATIVE = re.compile(r"\b[а-яё]{2,}(?:и|й|ь)те(?:сь)?\b", re.IGNORECASE)
-# Nouns that end like a plural imperative (в защите, на сайте, о визите).
-_NOT_IMPERATIVE = frozenset({"защите", "сайте", "визите", "элите", "орбите", "кредите", "аппетите", "граните"})
-
-
 @dataclass(frozen=True)
 class Observed:
     """What one turn produced, and what came before it in the same conversation."""
@@ -47,13 +39,6 @@ def reply_script(text: str) -> str | None:
 
 def count_sentences(text: str) -> int:
     return sum(1 for part in _SENTENCE_END.split(text.strip()) if _WORDLIKE.search(part))
-
-
-def formal_address(text: str) -> list[str]:
-    """The words of a Russian text that address the reader as вы."""
-    found = [m.group(0) for m in _FORMAL_PRONOUN.finditer(text)]
-    found += [m.group(0) for m in _PLURAL_IMPERATIVE.finditer(text) if m.group(0).lower() not in _NOT_IMPERATIVE]
-    return found
 
 
 def route_failures(turn: ExpectedTurn, seen: Observed) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.core.errors import InputError, StorageError
+from bot.core.errors import StorageError, refusal
 from bot.core.text import is_blank
 from bot.models.base import LanguageModel
 from bot.story.export import FORMATS, export_json, export_markdown, export_text, parse_import
@@ -34,6 +34,9 @@ MAX_TITLE_CHARS = 200
 # Longest genre, style and premise, in characters (genre and style are VARCHAR columns).
 DETAIL_LIMITS = {"genre": 100, "style": 200, "premise": 2000}
 DEFAULT_TITLE = {"en": "Untitled story", "ru": "История без названия"}
+# The fields a "too long" or "must be text" refusal names, in Russian (genitive: "Текст завязки ...").
+FIELD_OF = {"genre": "жанра", "style": "стиля", "premise": "завязки", "memory": "памяти",
+            "author's note": "заметки автора"}
 # How long a story stays locked by a process that stopped renewing (it died mid-passage).
 STORY_LEASE_S = 15.0
 
@@ -83,20 +86,25 @@ class StoryService:
 
     def check_passage(self, text: object) -> str:
         if not isinstance(text, str) or is_blank(text):
-            raise InputError("That passage is empty. Write what happens next, or say /continue and I'll write it.")
+            raise refusal("That passage is empty. Write what happens next, or say /continue and I'll write it.",
+                           "Отрывок пустой. Напиши, что будет дальше, или скажи /continue, и я напишу сам.")
         text = text.strip()
         if len(text) > self.max_passage_chars:
-            raise InputError(f"That passage is too long ({len(text)} characters; the limit is "
-                             f"{self.max_passage_chars}). Please send it in shorter parts.")
+            raise refusal(f"That passage is too long ({len(text)} characters; the limit is "
+                           f"{self.max_passage_chars}). Please send it in shorter parts.",
+                           f"Отрывок слишком длинный (символов: {len(text)}, а можно не больше "
+                           f"{self.max_passage_chars}). Пришли его частями покороче.")
         return text
 
     @staticmethod
     def check_title(title: object) -> str:
         if not isinstance(title, str) or is_blank(title):
-            raise InputError("The title is empty. Give the story a name, e.g. /rename The Lantern.")
+            raise refusal("The title is empty. Give the story a name, e.g. /rename The Lantern.",
+                           "Название пустое. Дай истории имя, например /rename Фонарь.")
         title = " ".join(title.split())
         if len(title) > MAX_TITLE_CHARS:
-            raise InputError(f"That title is too long ({len(title)} characters; the limit is {MAX_TITLE_CHARS}).")
+            raise refusal(f"That title is too long ({len(title)} characters; the limit is {MAX_TITLE_CHARS}).",
+                           f"Название слишком длинное (символов: {len(title)}, а можно не больше {MAX_TITLE_CHARS}).")
         return title
 
     @staticmethod
@@ -105,7 +113,9 @@ class StoryService:
         for label, value in details.items():
             limit = DETAIL_LIMITS[label]
             if isinstance(value, str) and len(value) > limit:
-                raise InputError(f"The {label} is too long ({len(value)} characters; the limit is {limit}).")
+                raise refusal(f"The {label} is too long ({len(value)} characters; the limit is {limit}).",
+                               f"Текст {FIELD_OF[label]} слишком длинный (символов: {len(value)}, "
+                               f"а можно не больше {limit}).")
 
     def settings_of(self, story: StoryRecord) -> StorySettings:
         return StorySettings.load(story.settings, self.defaults)
@@ -176,7 +186,7 @@ class StoryService:
             if key in fields:
                 value = fields[key]
                 if value is not None and not isinstance(value, str):
-                    raise InputError(f"`{key}` must be a string.")
+                    raise refusal(f"`{key}` must be a string.", f"Поле `{key}` должно быть строкой.")
                 checked[key] = value.strip() or None if isinstance(value, str) else None
         self.check_details(**{k: v for k, v in checked.items() if k in ("genre", "premise", "style")})
         if checked:
@@ -185,10 +195,12 @@ class StoryService:
 
     def _check_note(self, text: object, label: str) -> str:
         if not isinstance(text, str):
-            raise InputError(f"The {label} must be text.")
+            raise refusal(f"The {label} must be text.", f"Для {FIELD_OF[label]} нужен текст.")
         if len(text) > self.max_passage_chars:
-            raise InputError(f"The {label} is too long ({len(text)} characters; the limit is "
-                             f"{self.max_passage_chars}).")
+            raise refusal(f"The {label} is too long ({len(text)} characters; the limit is "
+                           f"{self.max_passage_chars}).",
+                           f"Текст {FIELD_OF[label]} слишком длинный (символов: {len(text)}, "
+                           f"а можно не больше {self.max_passage_chars}).")
         return text.strip()
 
     async def lore(self, user_id: int, story_id: int) -> list[LoreRecord]:
@@ -197,9 +209,11 @@ class StoryService:
     async def set_lore(self, user_id: int, story_id: int, keys: Sequence[str], text: str) -> LoreRecord:
         keys = [k.strip() for k in keys if k and k.strip()]
         if not keys or not isinstance(text, str) or not text.strip():
-            raise InputError("A lore entry needs keywords and text, e.g. /lore dragon, Smaug: an old red dragon.")
+            raise refusal("A lore entry needs keywords and text, e.g. /lore dragon, Smaug: an old red dragon.",
+                           "Для записи о мире нужны ключевые слова и текст, например "
+                           "/lore дракон, Смауг: старый красный дракон.")
         if len(", ".join(keys)) > 300 or len(text) > self.max_passage_chars:
-            raise InputError("That lore entry is too long.")
+            raise refusal("That lore entry is too long.", "Эта запись о мире слишком длинная.")
         return await self.repo.set_lore(user_id, story_id, keys, text.strip())
 
     async def remove_lore(self, user_id: int, story_id: int, lore_id: int) -> None:
@@ -258,7 +272,7 @@ class StoryService:
         if candidates is None:
             return None
         if not isinstance(candidates, int) or isinstance(candidates, bool) or not 1 <= candidates <= 5:
-            raise InputError("Ask for 1 to 5 candidates.")
+            raise refusal("Ask for 1 to 5 candidates.", "Можно попросить от 1 до 5 вариантов.")
         return candidates
 
     async def _generate(self, user_id: int, story: StoryRecord, tree: dict[int, PassageRecord],
@@ -329,14 +343,17 @@ class StoryService:
             story = await self.repo.get_story(user_id, story_id)
             pending: list[int] = list(story.cursor.get("pending", []))
             if not pending:
-                raise InputError("There are no candidates to choose from. Say /continue to get some.")
+                raise refusal("There are no candidates to choose from. Say /continue to get some.",
+                               "Выбирать пока не из чего. Скажи /continue, и я предложу варианты.")
             if passage_id is not None:
                 if passage_id not in pending:
-                    raise InputError(f"Passage {passage_id} is not one of the candidates waiting.")
+                    raise refusal(f"Passage {passage_id} is not one of the candidates waiting.",
+                                   f"Отрывка {passage_id} нет среди вариантов на выбор.")
                 chosen = passage_id
             else:
                 if not isinstance(number, int) or not 1 <= number <= len(pending):
-                    raise InputError(f"There is no candidate {number}; choose 1 to {len(pending)}.")
+                    raise refusal(f"There is no candidate {number}; choose 1 to {len(pending)}.",
+                                   f"Варианта {number} нет; выбери от 1 до {len(pending)}.")
                 chosen = pending[number - 1]
             await self.repo.move_cursor(user_id, story_id, chosen, {}, chosen_id=chosen)
         return await self.view(user_id, story_id)
@@ -348,7 +365,8 @@ class StoryService:
             story, tree = await self._state(user_id, story_id)
             # Candidates waiting are set aside (they stay stored) along with the step back.
             if story.head_id is None or story.head_id not in tree:
-                raise InputError("Nothing to undo: the story is at its beginning.")
+                raise refusal("Nothing to undo: the story is at its beginning.",
+                               "Отменять нечего: история в самом начале.")
             head = tree[story.head_id]
             redo = [*story.cursor.get("redo", []), head.id]
             await self.repo.move_cursor(user_id, story_id, head.parent_id, {"redo": redo})
@@ -359,7 +377,7 @@ class StoryService:
             story, tree = await self._state(user_id, story_id)
             redo = list(story.cursor.get("redo", []))
             if not redo or redo[-1] not in tree or tree[redo[-1]].parent_id != story.head_id:
-                raise InputError("Nothing to redo.")
+                raise refusal("Nothing to redo.", "Возвращать нечего.")
             target = redo.pop()
             await self.repo.move_cursor(user_id, story_id, target, {"redo": redo})
         return await self.view(user_id, story_id)
@@ -373,11 +391,13 @@ class StoryService:
             path = path_to(tree, story.head_id)
             if passage_id is not None:
                 if passage_id not in tree:
-                    raise InputError(f"This story has no passage {passage_id}.")
+                    raise refusal(f"This story has no passage {passage_id}.",
+                                   f"В этой истории нет отрывка {passage_id}.")
                 target: int | None = passage_id
             else:
                 if not isinstance(number, int) or not 0 <= number <= len(path):
-                    raise InputError(f"There is no passage {number}; the story has {len(path)}.")
+                    raise refusal(f"There is no passage {number}; the story has {len(path)}.",
+                                   f"Отрывка {number} нет; всего отрывков в истории: {len(path)}.")
                 target = path[number - 1].id if number else None
             ids = [p.id for p in path]
             redo = list(reversed(ids[ids.index(target) + 1:])) if target in ids else (
@@ -394,20 +414,23 @@ class StoryService:
             story, tree = await self._state(user_id, story_id)
             path = path_to(tree, story.head_id)
             if not path:
-                raise InputError("There is no passage to edit yet.")
+                raise refusal("There is no passage to edit yet.", "Править пока нечего: в истории нет отрывков.")
             if passage_id is not None:
                 index = next((i for i, p in enumerate(path) if p.id == passage_id), None)
                 if index is None:
-                    raise InputError(f"Passage {passage_id} is not in the current story.")
+                    raise refusal(f"Passage {passage_id} is not in the current story.",
+                                   f"Отрывка {passage_id} нет в текущей истории.")
             elif number is None:
                 index = len(path) - 1
             elif not isinstance(number, int) or not 1 <= number <= len(path):
-                raise InputError(f"There is no passage {number}; the story has {len(path)}.")
+                raise refusal(f"There is no passage {number}; the story has {len(path)}.",
+                               f"Отрывка {number} нет; всего отрывков в истории: {len(path)}.")
             else:
                 index = number - 1
             original = path[index]
             if text == original.text:
-                raise InputError("That is the same text as before; nothing changed.")
+                raise refusal("That is the same text as before; nothing changed.",
+                               "Текст тот же, что и был; ничего не изменилось.")
             author = "user" if original.author == "user" else "edited"
             new = [NewPassage(author, text, original.parent_id, source_id=original.id)]
             for offset, later in enumerate(path[index + 1:]):
@@ -423,11 +446,13 @@ class StoryService:
         """A character of the story answers `question` in their own voice; nothing is stored."""
         name = " ".join((name or "").split())
         if not name or len(name) > 60:
-            raise InputError("Name the character (up to 60 characters), e.g. /character Mira: where were you?")
+            raise refusal("Name the character (up to 60 characters), e.g. /character Mira: where were you?",
+                           "Назови персонажа (до 60 символов), например /character Мира: где ты была?")
         if not isinstance(question, str) or not question.strip():
-            raise InputError(f"What would you like to ask {name}?")
+            raise refusal(f"What would you like to ask {name}?", f"О чём спросить персонажа {name}?")
         if len(question) > 1000:
-            raise InputError("That question is too long (the limit is 1000 characters).")
+            raise refusal("That question is too long (the limit is 1000 characters).",
+                           "Вопрос слишком длинный (можно не больше 1000 символов).")
         story, tree = await self._state(user_id, story_id)
         async for piece in self.generator.character(user_id, story, path_to(tree, story.head_id),
                                                     self.settings_of(story), name, question.strip(), history):
@@ -441,7 +466,8 @@ class StoryService:
         """(file name, content type, content) of the story in `fmt`: md, txt or json."""
         fmt = (fmt or "").lower().lstrip(".")
         if fmt not in FORMATS:
-            raise InputError("Export as md, txt or json, e.g. /export md.")
+            raise refusal("Export as md, txt or json, e.g. /export md.",
+                           "Экспорт бывает в md, txt или json, например /export md.")
         story, tree = await self._state(user_id, story_id)
         view = build_view(story, tree, self.settings_of(story).model_dump())
         if fmt == "md":

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.core.errors import InputError
+from bot.core.errors import refusal
 from bot.models.base import GenerationParams
 
 # Generation ends before these: the model starting the user's side of a dialogue, or chat markers.
@@ -15,6 +15,13 @@ STOP_STRINGS = (
     "\nUser:", "\nuser:", "\nYou:", "\nHuman:", "\nПользователь:", "\nВы:", "<|im_end|>", "<|endoftext|>",
     "<|im_start|>", "\n\n\n",
 )
+# What is wrong with a setting's value, in Russian, by pydantic's error type (English is pydantic's own message).
+RU_PROBLEMS = {
+    "greater_than_equal": "значение должно быть не меньше {ge}", "greater_than": "значение должно быть больше {gt}",
+    "less_than_equal": "значение должно быть не больше {le}", "less_than": "значение должно быть меньше {lt}",
+    "int_type": "нужно целое число", "int_parsing": "нужно целое число", "int_from_float": "нужно целое число",
+    "float_type": "нужно число", "float_parsing": "нужно число",
+}
 
 
 class StorySettings(BaseModel):
@@ -48,13 +55,16 @@ class StorySettings(BaseModel):
         unknown = sorted(set(changes) - set(type(self).model_fields))
         if unknown:
             known = ", ".join(type(self).model_fields)
-            raise InputError(f"Unknown setting {unknown[0]!r}. Known settings: {known}.")
+            raise refusal(f"Unknown setting {unknown[0]!r}. Known settings: {known}.",
+                          f"Нет такой настройки: {unknown[0]!r}. Есть такие: {known}.")
         try:
             return type(self).model_validate({**self.model_dump(), **changes})
         except ValidationError as exc:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"])
-            raise InputError(f"Setting {key}: {err['msg']}.") from None
+            problem = RU_PROBLEMS.get(err["type"], "недопустимое значение ({msg})")
+            raise refusal(f"Setting {key}: {err['msg']}.",
+                          f"Настройка {key}: {problem.format(msg=err['msg'], **err.get('ctx', {}))}.") from None
 
 
 _ASSIGNMENT = re.compile(r"^([a-z_]+)\s*=\s*(\S+)$")
@@ -68,12 +78,15 @@ def parse_assignments(text: str) -> dict[str, Any]:
             continue
         match = _ASSIGNMENT.match(part.lower())
         if match is None:
-            raise InputError(f"I can't read {part!r}: write settings as key=value, e.g. temperature=0.9 candidates=2.")
+            raise refusal(f"I can't read {part!r}: write settings as key=value, e.g. temperature=0.9 candidates=2.",
+                          f"Не могу разобрать {part!r}: пиши настройки как ключ=значение, "
+                          "например temperature=0.9 candidates=2.")
         key, raw = match.groups()
         try:
             changes[key] = int(raw) if re.fullmatch(r"-?\d+", raw) else float(raw)
         except ValueError:
-            raise InputError(f"Setting {key}: {raw!r} is not a number.") from None
+            raise refusal(f"Setting {key}: {raw!r} is not a number.", f"Настройка {key}: {raw!r} — не число.") from None
     if not changes:
-        raise InputError("Give at least one setting as key=value, e.g. temperature=0.9.")
+        raise refusal("Give at least one setting as key=value, e.g. temperature=0.9.",
+                      "Укажи хотя бы одну настройку как ключ=значение, например temperature=0.9.")
     return changes

@@ -9,6 +9,8 @@ from typing import Any
 from bot.storage.stories import PassageRecord, StoryRecord
 
 AUTHOR_LABELS = {"user": "you", "model": "model", "edited": "model, edited by you"}
+# Who wrote a passage, as the user reads it (chat, exports); AUTHOR_LABELS is the API's `author_label`.
+AUTHOR_NAMES = {"en": AUTHOR_LABELS, "ru": {"user": "ты", "model": "модель", "edited": "модель, с твоей правкой"}}
 
 
 def path_to(tree: Mapping[int, PassageRecord], head_id: int | None) -> list[PassageRecord]:

@@ -139,6 +139,32 @@ async def test_refusals_are_clear_and_change_nothing(client) -> None:
     assert [p["text"] for p in view["passages"]] == ["Mine."] and view["candidates"] == []
 
 
+async def test_refusals_are_in_the_language_of_the_request(client) -> None:
+    auth = await token(client)
+    ru = {**auth, "Accept-Language": "ru-RU,ru;q=0.9,en;q=0.8"}
+    # No story named: the header's first language.
+    error = await call(client, "POST", "/api/stories", ru, 400, json={"settings": 3})
+    assert error["error"] == {"code": "invalid", "message": "`settings` должно быть объектом."}
+    error = await call(client, "GET", "/api/stories/999", ru, 404)
+    assert error["error"] == {"code": "not_found", "message": "такой истории нет"}
+    english = await call(client, "GET", "/api/stories/999", {**auth, "Accept-Language": "de-DE,ru"}, 404)
+    assert english["error"]["message"] == "no such story"  # a first language Tandem does not speak: English
+    # A story named: its language, whatever the header says.
+    en_story = (await call(client, "POST", "/api/stories", ru, 201, json={"language": "en"}))["story"]["id"]
+    error = await call(client, "POST", f"/api/stories/{en_story}/undo", ru, 400)
+    assert error["error"]["message"] == "Nothing to undo: the story is at its beginning."
+    ru_story = (await call(client, "POST", "/api/stories", auth, 201, json={"language": "ru"}))["story"]["id"]
+    error = await call(client, "POST", f"/api/stories/{ru_story}/undo", auth, 400)
+    assert error["error"] == {"code": "invalid", "message": "Отменять нечего: история в самом начале."}
+    error = await call(client, "POST", f"/api/stories/{ru_story}/choose", auth, 400, json={})
+    assert error["error"]["message"] == "Укажи `candidate` (1, 2, ...) или `passage_id`."
+    refused = await call(client, "DELETE", f"/api/stories/{ru_story}", auth, 409)
+    assert refused["error"]["message"].startswith("Удаление «История без названия» нельзя отменить")
+    # A new story's refusals are in the language it is started in.
+    error = await call(client, "POST", "/api/stories", auth, 400, json={"language": "ru", "text": "x" * 5000})
+    assert error["error"]["message"].startswith("Отрывок слишком длинный (символов: 5000")
+
+
 async def test_a_patch_with_one_bad_field_changes_nothing(client) -> None:
     auth = await token(client)
     story = (await call(client, "POST", "/api/stories", auth, 201, json={"title": "Owls"}))["story"]

@@ -98,6 +98,7 @@ async def test_a_rewritten_reply_is_shown_after_what_was_streamed(settings) -> N
     try:
         out = io.StringIO()
         await chat_loop(app.handle_turn, stdin=io.StringIO("I went for a walk\n"), stdout=out, user_id="cy")
-        assert out.getvalue().rstrip().endswith("tandem> Sounds lovely.")
+        assert out.getvalue().rstrip().endswith("\n(rewritten) Sounds lovely.")
+        assert out.getvalue().count("tandem> ") == 1  # one answer, whatever was streamed before it
     finally:
         await app.close()

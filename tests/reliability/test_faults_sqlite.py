@@ -107,7 +107,7 @@ async def test_sqlite_lock_taken_mid_turn_keeps_the_user_message_and_recovers(tm
     writer = SlowWriterSkill()
     async with live_bot(data, database_busy_timeout_s=BUSY_TIMEOUT_S, skills={"fallback": writer}) as bot:
         auth, conversation = await bot.open()
-        assert (await bot.say(auth, conversation, "tell me anything"))["skill"] == "fallback"
+        assert (await bot.say(auth, conversation, "xqzv kvvt"))["skill"] == "fallback"
         writer.started.clear()
         before = await snapshot(bot.url)
         turn = asyncio.create_task(bot.say(auth, conversation, "and again"))

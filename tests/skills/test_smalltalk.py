@@ -212,3 +212,24 @@ async def test_small_talk_streams_through_the_dispatcher_and_stores_the_final_te
         assert stored[-1].text == reply.text
     finally:
         await tandem.close()
+
+
+async def test_a_russian_reply_that_says_vy_is_written_again_and_the_informal_one_kept() -> None:
+    model = FakeLanguageModel(["Я понимаю вас. Расскажите подробнее.", "Понимаю тебя. Расскажи подробнее."])
+    skill = SmallTalkSkill(model=model, safety=OutputSafety({}, use_classifier=False))
+    t = turn("я так устал", "ru")
+    assert await answer(skill, t) == "Понимаю тебя. Расскажи подробнее." and t.data["register_retry"]
+    assert "«ты»" in model.calls[-1].prompt[0].content and len(model.calls) == 2
+    still = FakeLanguageModel(["Я понимаю вас. Расскажите подробнее.", "Вы правы, расскажите, как вы."])
+    skill = SmallTalkSkill(model=still, safety=OutputSafety({}, use_classifier=False))
+    assert await answer(skill, turn("я так устал", "ru")) == "Я понимаю вас. Расскажите подробнее."
+
+
+async def test_a_generation_cut_off_by_a_model_error_is_replaced_not_kept() -> None:
+    from bot.models.fake import FakeScript
+
+    model = FakeLanguageModel(script=FakeScript(outputs=("Well, I think that is a lovely idea. And",), fail_after=3))
+    skill = SmallTalkSkill(model=model, safety=OutputSafety({}, use_classifier=False))
+    t = turn("shall we go?")
+    await streamed(skill, t)
+    assert t.rewritten in skill.persona.fallback_replies["en"] and t.data["declined"]

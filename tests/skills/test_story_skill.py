@@ -292,6 +292,71 @@ async def test_story_replies_in_russian_use_ty(settings) -> None:
         await tandem.close()
 
 
+async def test_refusals_and_story_commands_in_russian_are_russian(settings) -> None:
+    counter = iter(range(1, 10_000))
+    model = FakeLanguageModel(script=FakeScript(respond=lambda p, q: f"Лиса сделала шаг номер {next(counter)}."))
+    tandem = await build_app(settings, language_model=model)
+
+    async def ru(text: str) -> str:
+        return (await tandem.handle_turn(Incoming("terminal", "olga", text, language="ru")).reply()).text
+
+    try:
+        await ru("/story")
+        assert (await ru("/undo")) == "Сейчас нет открытой истории. Напиши первый отрывок или выбери из /stories."
+        await ru("Лиса нашла фонарь в снегу.")
+        shown = (await ru("/show")).splitlines()
+        assert re.fullmatch(r"«История без названия» \(история \d+, отрывков: 1\)", shown[0])
+        assert shown[1:] == ["[1] (ты) Лиса нашла фонарь в снегу.", "Варианты на выбор:",
+                             "  [1] (модель) Лиса сделала шаг номер 1.", "  [2] (модель) Лиса сделала шаг номер 2.",
+                             "  [3] (модель) Лиса сделала шаг номер 3.", "Выбери 1–3."]
+        assert (await ru("7")) == "Варианта 7 нет; выбери от 1 до 3."
+        assert (await ru("/undo")).startswith("Отменено: отрывок 1 убран, а варианты на выбор отложены")
+        assert (await ru("/undo")) == "Отменять нечего: история в самом начале."
+        assert (await ru("/settings colour=3")).startswith("Нет такой настройки: 'colour'.")
+        assert (await ru("/genre сказка")) == "Теперь жанр: «сказка»."
+        assert (await ru("/genre")) == "Напиши после команды, что задать, например /genre ..."
+        assert (await ru("/memory")) == "Память: (пусто)"
+        assert (await ru("/export pdf")) == "Экспорт бывает в md, txt или json, например /export md."
+        assert (await ru("/resume 999")) == "Истории 999 нет (или она не твоя). /stories покажет твои истории."
+    finally:
+        await tandem.close()
+
+
+def test_the_story_commands_help_names_the_same_commands_in_russian() -> None:
+    from skills.story_commands import HELP
+
+    assert HELP["ru"].startswith("Команды историй:")
+    assert re.findall(r"/\w+", HELP["ru"]) == re.findall(r"/\w+", HELP["en"])
+
+
+def test_a_russian_story_reads_in_russian() -> None:
+    from datetime import UTC, datetime
+
+    from bot.storage.stories import PassageRecord, StoryRecord
+    from bot.story.tree import StoryView
+    from skills.story_text import render_view
+
+    now = datetime.now(UTC)
+
+    def passage(pid: int, author: str, text: str, status: str = "complete") -> PassageRecord:
+        return PassageRecord(pid, 7, pid - 1 or None, author, text, status, None, None, None, now)
+
+    story = StoryRecord(7, 1, "Фонарь", None, None, None, "ru", "", "", {}, 3, {}, now, now)
+    path = [passage(1, "user", "Лиса нашла фонарь."), passage(2, "edited", "Фонарь светил."),
+            passage(3, "model", "Лиса пошла", "incomplete")]
+    view = StoryView(story, path, [passage(4, "model", "Дальше.")])
+    assert render_view(view, last=2).splitlines() == [
+        "«Фонарь» (история 7, отрывков: 3)", "… раньше отрывков: 1 (вся история — /export md)",
+        "[2] (модель, с твоей правкой) Фонарь светил.", "[3] (модель, не закончен) Лиса пошла",
+        "Варианты на выбор:", "  [1] (модель) Дальше.", "Выбери 1.",
+    ]
+    # The user's language, when given, is the one shown; a story with no passages says how to begin.
+    empty = StoryView(story, [])
+    assert render_view(empty, language="en").splitlines() == [
+        '"Фонарь" (story 7, 0 passages)', '(no passages yet: write the first one, or say "continue")']
+    assert render_view(empty).splitlines()[1] == "(отрывков пока нет: напиши первый или скажи «продолжай»)"
+
+
 async def test_a_character_answers_in_the_chat(app) -> None:
     await say(app, "/story")
     await say(app, "Mira found a lantern.")

@@ -45,6 +45,21 @@ async def test_markdown_and_text_show_every_passage_with_its_author(url: str) ->
         assert "[1] (you)\nMira found a lantern." in txt and "[2] (model, edited by you)" in txt
 
 
+async def test_a_russian_story_exports_with_russian_labels_and_refuses_in_russian(url: str) -> None:
+    async with story_world(url, model(), candidates=1) as w:
+        sid = (await w.service.start(w.user, title="Фонарь", genre="сказка", language="ru",
+                                     text="Мира нашла фонарь.")).story.id
+        await run(w.service.continue_(w.user, sid))
+        _, _, md = await w.service.export(w.user, sid, "md")
+        assert "*Жанр:* сказка" in md and "**[1] ты**\n\nМира нашла фонарь." in md and "**[2] модель**" in md
+        _, _, txt = await w.service.export(w.user, sid, "txt")
+        assert "[1] (ты)\nМира нашла фонарь." in txt
+        with pytest.raises(InputError) as refused:
+            await w.service.export(w.user, sid, "pdf")
+        assert refused.value.in_language("ru") == "Экспорт бывает в md, txt или json, например /export md."
+        assert str(refused.value) == "Export as md, txt or json, e.g. /export md."
+
+
 async def test_json_round_trip_keeps_the_tree_authorship_and_settings(url: str) -> None:
     async with story_world(url, model(), candidates=2) as w:
         sid = await written_story(w)
