@@ -1,5 +1,5 @@
 """What the response selector costs per turn: the same messages through Tandem with the selector on
-(up to 3 candidates) and off (1, the baseline), in one run.
+(up to 3 candidates) and off (1, the baseline), in one run (off, on, on, off; means).
 
     .venv/bin/python -m bench.selector [--messages 300] [--seed 1]
 
@@ -75,21 +75,27 @@ async def _had_candidates(tandem, reply) -> bool:
     return bool(annotations and annotations.get("candidates"))
 
 
+def _mean(a: dict, b: dict) -> dict:
+    return {key: (a[key] + b[key]) / 2 for key in a}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     texts = messages(args.messages, args.seed)
-    base = await run(texts, 1)
-    on = await run(texts, 3)
+    # Off, on, on, off: a run's position (warm caches, a neighbour's load) counts equally for both.
+    runs = [await run(texts, n) for n in (1, 3, 3, 1)]
+    base, on = _mean(runs[0], runs[3]), _mean(runs[1], runs[2])
     print(f"{'':<26}{'selector off (baseline)':>24}{'selector on (3)':>18}{'ratio':>8}")
     for key, label in (("cpu_ms_per_turn", "CPU ms per turn"), ("wall_ms_per_turn", "wall ms per turn")):
         print(f"{label:<26}{base[key]:>24.1f}{on[key]:>18.1f}{on[key] / base[key]:>8.2f}")
-    print(f"{'turns with candidates':<26}{base['with_candidates']:>24}{on['with_candidates']:>18}")
-    print(f"{'model generations':<26}{base['generations']:>24}{on['generations']:>18}"
+    print(f"{'turns with candidates':<26}{base['with_candidates']:>24g}{on['with_candidates']:>18g}")
+    print(f"{'model generations':<26}{base['generations']:>24g}{on['generations']:>18g}"
           f"{on['generations'] / max(1, base['generations']):>8.2f}")
-    print(f"({len(texts)} turns, {os.cpu_count()} CPUs; the extra generations are the cost with a real model)")
+    print(f"({len(texts)} turns, {os.cpu_count()} CPUs, each figure the mean of two runs; the extra generations "
+          "are the cost with a real model)")
 
 
 if __name__ == "__main__":
