@@ -54,11 +54,6 @@ _WORDS = re.compile(r"[^\W\d_]{2,}")
 MAX_WORDS = 40
 
 
-def looks_like_chat(text: str) -> bool:
-    """A remark about the speaker or a question to the bot about itself, and not a task or lookup."""
-    return kind_of_message(text) == "chat"
-
-
 def kind_of_message(text: str) -> str | None:
     """"task" (do something for me), "lookup" (a fact question), "chat" (about the speaker or the
     bot), "remark" (anything else in words), or None (a lone word, noise, or too long to tell)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.core.annotations import Annotations, IntentGuess
-from bot.nlu.chat_act import ChatActAnnotator, looks_like_chat
+from bot.nlu.chat_act import ChatActAnnotator, kind_of_message
 
 
 @pytest.mark.parametrize("text", [
@@ -18,7 +18,7 @@ from bot.nlu.chat_act import ChatActAnnotator, looks_like_chat
     "it's been raining all day here",
 ])
 def test_conversation_is_chat(text) -> None:
-    assert looks_like_chat(text)
+    assert kind_of_message(text) == "chat"
 
 
 @pytest.mark.parametrize("text", [
@@ -29,7 +29,7 @@ def test_conversation_is_chat(text) -> None:
     "asdkjh qwe", "zxqv blorp", "ok", "lol", "The knight drew his sword.", "what time is it",
 ])
 def test_tasks_lookups_and_noise_are_not(text) -> None:
-    assert not looks_like_chat(text)
+    assert kind_of_message(text) != "chat"
 
 
 async def test_it_names_the_chat_intent_only_when_nothing_else_did() -> None:
