@@ -235,6 +235,16 @@ class ConversationRepo:
                 for r in rows
             ]
 
+    async def last_language(self, user_id: int) -> str | None:
+        """The language of the user's most recent conversation that has one (a new story's default)."""
+        async with self.db.transaction() as session:
+            return await session.scalar(
+                select(DialogStateRow.language)
+                .join(Conversation, Conversation.id == DialogStateRow.conversation_id)
+                .where(Conversation.user_id == user_id, DialogStateRow.language.is_not(None))
+                .order_by(DialogStateRow.updated_at.desc()).limit(1)
+            )
+
     # --- a turn's two transactions -------------------------------------------
 
     async def open_turn(self, *, channel: str, external_id: str, display_name: str | None = None,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -228,6 +229,7 @@ class Passage(Base):
         Index("ix_passages_story_id_id", "story_id", "id"),
         CheckConstraint("author IN ('user', 'model', 'edited')", name="author"),
         CheckConstraint("status IN ('complete', 'incomplete')", name="status"),
+        CheckConstraint("rating IN (-1, 1)", name="rating"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -239,6 +241,8 @@ class Passage(Base):
     candidate_group: Mapped[int | None] = mapped_column(Integer)
     chosen_at: Mapped[datetime | None] = mapped_column()
     source_id: Mapped[int | None] = mapped_column(Integer)
+    # The writer's thumb on the passage: 1 up, -1 down, NULL none (the studio's thumbs).
+    rating: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -252,6 +256,8 @@ class LoreEntry(Base):
     # Comma-separated keywords, matched case-insensitively as word prefixes.
     keys: Mapped[str] = mapped_column(String(300))
     text: Mapped[str] = mapped_column(Text)
+    # Switched off, an entry stays stored but never enters the prompt.
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -13,7 +13,7 @@ from bot.core.errors import NotFound
 from bot.storage.database import Database
 from bot.storage.schema import LoreEntry, Passage, Story, StorySummary, is_row_id, utcnow
 
-# Story columns a caller may change in place; passages are never changed in place.
+# Story columns a caller may change in place; a passage's text never changes in place (only its rating does).
 EDITABLE = frozenset({"title", "genre", "premise", "style", "language", "memory", "author_note", "settings"})
 
 
@@ -47,6 +47,7 @@ class PassageRecord:
     chosen_at: datetime | None
     source_id: int | None
     created_at: datetime
+    rating: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class LoreRecord:
     id: int
     keys: tuple[str, ...]
     text: str
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class ImportedStory:
     meta: dict[str, Any]
     passages: Sequence[dict[str, Any]]
     head: int | None
-    lore: Sequence[tuple[str, str]] = ()
+    lore: Sequence[tuple[str, str, bool]] = ()  # (keys, text, enabled)
     summaries: Sequence[dict[str, Any]] = field(default_factory=tuple)
 
 
@@ -99,8 +101,12 @@ def _story(row: Story) -> StoryRecord:
 def _passage(row: Passage) -> PassageRecord:
     return PassageRecord(
         row.id, row.story_id, row.parent_id, row.author, row.text, row.status, row.candidate_group,
-        row.chosen_at, row.source_id, row.created_at,
+        row.chosen_at, row.source_id, row.created_at, row.rating,
     )
+
+
+def _lore(row: LoreEntry) -> LoreRecord:
+    return LoreRecord(row.id, split_keys(row.keys), row.text, row.enabled is not False)
 
 
 def split_keys(keys: str) -> tuple[str, ...]:
@@ -265,15 +271,27 @@ class StoryRepo:
             story.updated_at = utcnow()
             return _story(story)
 
+    async def rate_passage(self, user_id: int, story_id: int, passage_id: int, value: int | None) -> PassageRecord:
+        """The writer's thumb on a passage (None clears it); the only column of a passage that changes."""
+        async with self.db.transaction() as session:
+            await self._owned(session, user_id, story_id)
+            row = await session.get(Passage, passage_id) if is_row_id(passage_id) else None
+            if row is None or row.story_id != story_id:
+                raise NotFound(f"passage {passage_id}")
+            row.rating = value
+            await session.flush()
+            return _passage(row)
+
     # --- lore ------------------------------------------------------------------
 
     async def lore(self, user_id: int, story_id: int) -> list[LoreRecord]:
         async with self.db.transaction() as session:
             await self._owned(session, user_id, story_id)
             rows = await session.scalars(select(LoreEntry).where(LoreEntry.story_id == story_id).order_by(LoreEntry.id))
-            return [LoreRecord(r.id, split_keys(r.keys), r.text) for r in rows]
+            return [_lore(r) for r in rows]
 
-    async def set_lore(self, user_id: int, story_id: int, keys: Sequence[str], text: str) -> LoreRecord:
+    async def set_lore(self, user_id: int, story_id: int, keys: Sequence[str], text: str,
+                       enabled: bool = True) -> LoreRecord:
         """Add an entry, or replace the text of the entry with the same keys."""
         joined = ", ".join(keys)
         async with self.db.transaction() as session:
@@ -281,12 +299,29 @@ class StoryRepo:
             rows = await session.scalars(select(LoreEntry).where(LoreEntry.story_id == story_id))
             row = next((r for r in rows if {k.lower() for k in split_keys(r.keys)} == {k.lower() for k in keys}), None)
             if row is None:
-                row = LoreEntry(story_id=story_id, keys=joined, text=text)
+                row = LoreEntry(story_id=story_id, keys=joined, text=text, enabled=enabled)
                 session.add(row)
             else:
-                row.text = text
+                row.text, row.enabled = text, enabled
             await session.flush()
-            return LoreRecord(row.id, split_keys(row.keys), row.text)
+            return _lore(row)
+
+    async def update_lore(self, user_id: int, story_id: int, lore_id: int, *, keys: Sequence[str] | None = None,
+                          text: str | None = None, enabled: bool | None = None) -> LoreRecord:
+        """Change an entry in place (lore is settings, not story text: nothing of it needs keeping)."""
+        async with self.db.transaction() as session:
+            await self._owned(session, user_id, story_id)
+            row = await session.get(LoreEntry, lore_id) if is_row_id(lore_id) else None
+            if row is None or row.story_id != story_id:
+                raise NotFound(f"lore entry {lore_id}")
+            if keys is not None:
+                row.keys = ", ".join(keys)
+            if text is not None:
+                row.text = text
+            if enabled is not None:
+                row.enabled = enabled
+            await session.flush()
+            return _lore(row)
 
     async def remove_lore(self, user_id: int, story_id: int, lore_id: int) -> None:
         async with self.db.transaction() as session:
@@ -329,12 +364,12 @@ class StoryRepo:
                 passage = Passage(story_id=row.id, parent_id=ids.get(item["parent_id"]) if item["parent_id"] else None,
                                   author=item["author"], text=item["text"], status=item.get("status", "complete"),
                                   candidate_group=item.get("candidate_group"),
-                                  chosen_at=utcnow() if item.get("chosen") else None)
+                                  chosen_at=utcnow() if item.get("chosen") else None, rating=item.get("rating"))
                 session.add(passage)
                 await session.flush()
                 ids[item["id"]] = passage.id
-            for keys, text in story.lore:
-                session.add(LoreEntry(story_id=row.id, keys=keys, text=text))
+            for keys, text, enabled in story.lore:
+                session.add(LoreEntry(story_id=row.id, keys=keys, text=text, enabled=enabled))
             for summary in story.summaries:
                 if summary["through_id"] in ids:
                     session.add(StorySummary(story_id=row.id, through_id=ids[summary["through_id"]],

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.core.errors import refusal
-from bot.story.tree import AUTHOR_LABELS, AUTHOR_NAMES, StoryView, passage_json
+from bot.story.tree import AUTHOR_LABELS, AUTHOR_NAMES, StoryView, passage_json, swipe_positions
 from bot.storage.stories import ImportedStory, LoreRecord, PassageRecord, SummaryRecord
 
 FORMAT = "tandem-story"
@@ -57,6 +57,7 @@ def export_json(view: StoryView, tree: Mapping[int, PassageRecord], lore: Sequen
     """The whole story: every passage of the tree (with its author), the current path, lore and summaries."""
     story = view.story
     on_path = {p.id: n for n, p in enumerate(view.path, 1)}
+    swipes = swipe_positions(tree)
     data = {
         "format": FORMAT, "version": VERSION,
         "story": {
@@ -67,10 +68,10 @@ def export_json(view: StoryView, tree: Mapping[int, PassageRecord], lore: Sequen
         "head_id": story.head_id,
         "path": [p.id for p in view.path],
         "passages": [
-            passage_json(p, on_path.get(p.id)) | {"candidate_group": p.candidate_group}
+            passage_json(p, on_path.get(p.id), swipes[p.id]) | {"candidate_group": p.candidate_group}
             for p in sorted(tree.values(), key=lambda p: p.id)
         ],
-        "lore": [{"keys": list(e.keys), "text": e.text} for e in lore],
+        "lore": [{"keys": list(e.keys), "text": e.text, "enabled": e.enabled} for e in lore],
         "summaries": [{"through_id": s.through_id, "covered": s.covered, "text": s.text} for s in summaries.values()],
     }
     return json.dumps(data, ensure_ascii=False, indent=2)
@@ -130,7 +131,7 @@ def parse_import(raw: str | Mapping[str, Any]) -> ImportedStory:
         keys = entry.get("keys")
         keys = ", ".join(k for k in keys if isinstance(k, str)) if isinstance(keys, list) else str(keys or "")
         if keys.strip():
-            lore.append((keys[:300], entry["text"]))
+            lore.append((keys[:300], entry["text"], entry.get("enabled") is not False))
     summaries = [s for s in data.get("summaries") or []
                  if isinstance(s, Mapping) and isinstance(s.get("text"), str) and isinstance(s.get("covered"), int)
                  and s.get("through_id") in seen]
@@ -158,8 +159,10 @@ def _check_passage(item: Any, number: int) -> dict[str, Any]:
         raise refusal(f"Passage {number}: status must be complete or incomplete.",
                       f"Отрывок {number}: status должен быть complete или incomplete.")
     group = item.get("candidate_group")
+    rating = item.get("rating")
     return {"id": pid, "parent_id": parent, "author": item["author"], "text": text, "status": status,
-            "candidate_group": group if isinstance(group, int) else None, "chosen": bool(item.get("chosen"))}
+            "candidate_group": group if isinstance(group, int) else None, "chosen": bool(item.get("chosen")),
+            "rating": rating if rating in (-1, 1) and not isinstance(rating, bool) else None}
 
 
 def _parents_first(passages: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:

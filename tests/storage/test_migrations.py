@@ -89,3 +89,41 @@ async def test_downgrade_to_base_and_up_again(database_url: str) -> None:
         await db.migrate()
     finally:
         await db.close()
+
+
+async def test_the_studio_migration_keeps_existing_passages_and_lore(database_url: str) -> None:
+    """0005 on a database with stories: lore written before it stays switched on, passages have
+    no rating, and going back to 0004 keeps the rows."""
+    import asyncio
+
+    from alembic import command
+
+    from bot.storage.stories import StoryRepo
+
+    db = Database(database_url)
+    try:
+        await db.migrate("0004")
+        ann = await ConversationRepo(db).user_for("test", "ann")
+        story = await StoryRepo(db).create_story(ann, "Before the studio")
+        async with db.transaction() as session:
+            now = {"story": story.id, "now": story.created_at}
+            await session.execute(text("INSERT INTO passages (story_id, author, text, status, created_at) "
+                                       "VALUES (:story, 'user', 'One.', 'complete', :now)"), now)
+            await session.execute(text("INSERT INTO story_lore (story_id, keys, text, created_at) "
+                                       "VALUES (:story, 'fox', 'A fox.', :now)"), now)
+        await db.migrate()
+        repo = StoryRepo(db)
+        (passage,) = (await repo.passages(ann, story.id)).values()
+        assert (passage.text, passage.rating) == ("One.", None)
+        assert [(e.keys, e.text, e.enabled) for e in await repo.lore(ann, story.id)] == [(("fox",), "A fox.", True)]
+        await repo.rate_passage(ann, story.id, passage.id, 1)
+        await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0004")
+        async with db.engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda c: {t: {col["name"] for col in inspect(c).get_columns(t)} for t in ("passages", "story_lore")})
+            kept = (await connection.execute(text("SELECT count(*) FROM passages"))).scalar()
+        assert "rating" not in columns["passages"] and "enabled" not in columns["story_lore"]
+        assert kept == 1
+        await db.migrate()
+    finally:
+        await db.close()

@@ -79,3 +79,54 @@ async def test_lore_with_the_same_keys_is_replaced(repos) -> None:
     assert await stories.lore(ann, story.id) == []
     with pytest.raises(NotFound):
         await stories.remove_lore(ann, story.id, first.id)
+
+
+async def test_a_rating_is_the_only_thing_of_a_passage_that_changes(repos) -> None:
+    from bot.core.errors import StorageError
+
+    stories, ann, bob = repos
+    story = await stories.create_story(ann, "Thumbs")
+    _, (first, second) = await stories.add_passages(ann, story.id, [NewPassage("user", "One."),
+                                                                    NewPassage("model", "Two.", parent_index=0)])
+    assert first.rating is None
+    rated = await stories.rate_passage(ann, story.id, second.id, -1)
+    assert rated.rating == -1 and (rated.text, rated.parent_id, rated.author) == ("Two.", first.id, "model")
+    await stories.rate_passage(ann, story.id, first.id, 1)
+    assert {p.id: p.rating for p in (await stories.passages(ann, story.id)).values()} == {first.id: 1, second.id: -1}
+    cleared = await stories.rate_passage(ann, story.id, first.id, None)
+    assert cleared.rating is None and (await stories.passages(ann, story.id))[first.id].rating is None
+    other = await stories.create_story(ann, "Other")
+    for call in (stories.rate_passage(bob, story.id, first.id, 1),  # another user's story
+                 stories.rate_passage(ann, other.id, first.id, 1),  # a passage of another story
+                 stories.rate_passage(ann, story.id, 99_999, 1),
+                 stories.rate_passage(ann, story.id, 2**70, 1)):  # no row id at all
+        with pytest.raises(NotFound):
+            await call
+    # The schema itself allows only a thumb up or down.
+    with pytest.raises(StorageError):
+        await stories.rate_passage(ann, story.id, first.id, 2)
+    assert (await stories.passages(ann, story.id))[first.id].rating is None
+
+
+async def test_lore_is_switched_off_and_edited_in_place(repos) -> None:
+    stories, ann, bob = repos
+    story = await stories.create_story(ann, "Lore")
+    entry = await stories.set_lore(ann, story.id, ["dragon"], "Old.")
+    assert entry.enabled
+    off = await stories.update_lore(ann, story.id, entry.id, enabled=False)
+    assert (off.id, off.keys, off.text, off.enabled) == (entry.id, ("dragon",), "Old.", False)
+    edited = await stories.update_lore(ann, story.id, entry.id, keys=["dragon", "Smaug"], text="Red.")
+    assert (edited.keys, edited.text, edited.enabled) == (("dragon", "Smaug"), "Red.", False)  # the switch stays
+    assert await stories.lore(ann, story.id) == [edited]
+    # set_lore with the same keys replaces text and switch.
+    again = await stories.set_lore(ann, story.id, ["smaug", "DRAGON"], "Redder.", enabled=True)
+    assert again.id == entry.id and again.enabled and again.text == "Redder."
+    hidden = await stories.set_lore(ann, story.id, ["castle"], "Far.", enabled=False)
+    assert [(e.text, e.enabled) for e in await stories.lore(ann, story.id)] == [("Redder.", True), ("Far.", False)]
+    other = await stories.create_story(ann, "Other")
+    for call in (stories.update_lore(bob, story.id, entry.id, enabled=True),
+                 stories.update_lore(ann, other.id, hidden.id, enabled=True),
+                 stories.update_lore(ann, story.id, 99_999, text="x")):
+        with pytest.raises(NotFound):
+            await call
+    assert not (await stories.lore(ann, story.id))[1].enabled

@@ -98,3 +98,48 @@ async def test_a_bad_import_is_refused_and_stores_nothing(url: str, bad, message
         with pytest.raises(InputError, match=message):
             await w.service.import_(w.user, json.dumps(bad) if isinstance(bad, dict) else bad)
         assert await w.service.list_stories(w.user) == []
+
+
+async def test_json_round_trip_keeps_ratings_and_switched_off_lore(url: str) -> None:
+    async with story_world(url, model(), candidates=2) as w:
+        sid = await written_story(w)
+        view = await w.service.view(w.user, sid)
+        first, second = view.path
+        await w.service.rate(w.user, sid, first.id, 1)
+        await w.service.rate(w.user, sid, second.id, -1)
+        (lore,) = await w.service.lore(w.user, sid)
+        await w.service.update_lore(w.user, sid, lore.id, enabled=False)
+        await w.service.set_lore(w.user, sid, ["Mira"], "Mira is a young fox.")
+        data = json.loads((await w.service.export(w.user, sid, "json"))[2])
+        rated = {p["text"]: p["rating"] for p in data["passages"]}
+        assert rated["Mira found a lantern."] == 1 and rated["It glowed blue, then green."] == -1
+        assert sorted(rated.values(), key=str) == sorted([1, -1, None, None], key=str)
+        assert data["lore"] == [{"keys": ["lantern"], "text": "The lantern is magic.", "enabled": False},
+                                {"keys": ["Mira"], "text": "Mira is a young fox.", "enabled": True}]
+
+        imported = await w.service.import_(w.other_user, json.dumps(data))
+        assert [(p.text, p.rating) for p in imported.path] == [("Mira found a lantern.", 1),
+                                                               ("It glowed blue, then green.", -1)]
+        tree = await w.repo.passages(w.other_user, imported.story.id)
+        assert sorted((p.rating for p in tree.values()), key=str) == sorted([1, -1, None, None], key=str)
+        assert [(e.keys, e.enabled) for e in await w.service.lore(w.other_user, imported.story.id)] == [
+            (("lantern",), False), (("Mira",), True)]
+        again = json.loads((await w.service.export(w.other_user, imported.story.id, "json"))[2])
+        assert again["lore"] == data["lore"]
+        assert [p["rating"] for p in again["passages"]] == [p["rating"] for p in data["passages"]]
+
+
+async def test_an_import_with_odd_ratings_or_no_enabled_flag_is_read_safely(url: str) -> None:
+    export = {"format": "tandem-story", "version": 1, "story": {"title": "Odd"}, "head_id": 4,
+              "passages": [{"id": 1, "parent_id": None, "author": "user", "text": "One.", "rating": 5},
+                           {"id": 2, "parent_id": 1, "author": "model", "text": "Two.", "rating": True},
+                           {"id": 3, "parent_id": 2, "author": "user", "text": "Three.", "rating": "1"},
+                           {"id": 4, "parent_id": 3, "author": "model", "text": "Four.", "rating": -1}],
+              "lore": [{"keys": ["fox"], "text": "A fox."},  # an export from before the switch: on
+                       {"keys": ["owl"], "text": "An owl.", "enabled": False},
+                       {"keys": ["bat"], "text": "A bat.", "enabled": 0}]}  # only false switches it off
+    async with story_world(url) as w:
+        view = await w.service.import_(w.user, json.dumps(export))
+        assert [p.rating for p in view.path] == [None, None, None, -1]
+        assert [(e.text, e.enabled) for e in await w.service.lore(w.user, view.story.id)] == [
+            ("A fox.", True), ("An owl.", False), ("A bat.", True)]
