@@ -2,10 +2,10 @@
 when the reply is done (its sentence limit, the model speaking for the user) or went wrong (another
 language, a listed unsafe word).
 
-The story's PassageFilter holds text back a whole sentence at a time, which is right for a passage
-that is stored as written; a chat reply is short, and people expect to see it being typed. So the
-gate shows whole words at once and judges the finished reply afterwards (`final`): when that differs
-from what was shown, the skill rewrites the reply and channels show the final text in its place.
+Like the story's PassageFilter, the gate shows whole words as they come and judges the finished
+reply afterwards (`final`, through PassageFilter's sentence checks); when that differs from what was
+shown, the skill rewrites the reply and channels show the final text in its place. The gate adds
+what a chat reply needs and a passage does not: listed unsafe words stop it at once.
 """
 
 from __future__ import annotations
@@ -78,10 +78,11 @@ class ReplyGate:
             return None
         text, _ = cut_at_turn_marker(self._raw)
         filt = PassageFilter((), self.language)
-        whole = filt.feed(text) + filt.finish()
-        if filt.wrong_language or not whole.strip():
+        filt.feed(text)
+        filt.finish()
+        if filt.wrong_language or not filt.text:
             return None
-        return self._limit_sentences(whole.strip()).strip() or None
+        return self._limit_sentences(filt.text).strip() or None
 
     def _limit_sentences(self, text: str) -> str:
         ends = list(_SENTENCE_END.finditer(text))

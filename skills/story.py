@@ -31,6 +31,8 @@ class StoryConfig(SkillConfig):
 
     candidates: int = Field(3, ge=1, le=5)
     max_new_tokens: int = Field(120, ge=16, le=1024)
+    # Most sentences in a passage: the model stops at the sentence limit or the token budget.
+    sentences: int = Field(5, ge=1, le=20)
     temperature: float = Field(0.8, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
     repetition_penalty: float = Field(1.1, ge=1, le=2)
@@ -41,7 +43,7 @@ class StoryConfig(SkillConfig):
 
     def story_defaults(self) -> StorySettings:
         return StorySettings(candidates=self.candidates, max_new_tokens=self.max_new_tokens,
-                             temperature=self.temperature, top_p=self.top_p,
+                             sentences=self.sentences, temperature=self.temperature, top_p=self.top_p,
                              repetition_penalty=self.repetition_penalty)
 
 
@@ -157,37 +159,64 @@ class StorySkill(Skill):
 
     async def _do_retry(self, turn: Turn, service: StoryService, command: Command) -> AsyncIterator[str]:
         story_id = self._open(turn)
-        yield turn.say(say.RETRIED) + "\n\n"
-        async for piece in self._generation(turn, service.retry(turn.user_id, story_id, candidates=command.number)):
+        events = service.retry(turn.user_id, story_id, candidates=command.number)
+        async for piece in self._generation(turn, events, intro=turn.say(say.RETRIED) + "\n\n"):
             yield piece
 
-    async def _generation(self, turn: Turn, events) -> AsyncIterator[str]:
-        """Stream candidates as they are written, then say how to go on; turn.data gets the result."""
+    async def _generation(self, turn: Turn, events, intro: str = "") -> AsyncIterator[str]:
+        """Stream candidates as they are written, then say how to go on; turn.data gets the result.
+
+        What streamed of a candidate can differ from what was stored (it was written again, or its
+        unfinished last sentence was cut): the reply is then rewritten with the stored texts."""
         started: set[int] = set()
+        # The reply as (candidate or None, text) pieces, so a candidate's part can be replaced.
+        composed: list[tuple[int | None, str]] = []
+        differs = False
+
+        def say_(text: str, candidate: int | None = None) -> str:
+            composed.append((candidate, text))
+            return text
+
+        if intro:
+            yield say_(intro)
         async for event in events:
             if isinstance(event, PassageDelta):
+                if event.reset:
+                    composed[:] = [(c, t) for c, t in composed if c != event.candidate]
+                    differs = True
                 if event.candidate not in started:
                     started.add(event.candidate)
                     if event.total > 1:
-                        yield ("\n\n" if len(started) > 1 else "") + f"[{event.candidate}] "
-                yield event.text
-            elif isinstance(event, CandidateDone) and event.error:
-                reason = say.reason(event.error, turn.language)
+                        yield say_(("\n\n" if len(started) > 1 else "") + f"[{event.candidate}] ")
+                if event.text:
+                    yield say_(event.text, event.candidate)
+            elif isinstance(event, CandidateDone):
                 if event.passage is not None:
-                    yield turn.say(say.CUT_SHORT).format(reason=reason)
-                elif event.candidate in started or len(started) > 0:
-                    yield f"\n\n[{event.candidate}] " + turn.say(say.NO_PASSAGE).format(reason=reason)
+                    streamed = "".join(t for c, t in composed if c == event.candidate)
+                    if streamed.strip() != event.passage.text:
+                        at = next((i for i, (c, _) in enumerate(composed) if c == event.candidate), len(composed))
+                        composed[:] = [(c, t) for c, t in composed if c != event.candidate]
+                        composed.insert(at, (event.candidate, event.passage.text))
+                        differs = True
+                if event.error:
+                    reason = say.reason(event.error, turn.language)
+                    if event.passage is not None:
+                        yield say_(turn.say(say.CUT_SHORT).format(reason=reason))
+                    elif event.candidate in started or len(started) > 0:
+                        yield say_(f"\n\n[{event.candidate}] " + turn.say(say.NO_PASSAGE).format(reason=reason))
             elif isinstance(event, GenerationDone):
                 turn.data["story"] = event.to_json()
                 if not event.candidates:
                     reason = say.reason(event.errors[0] if event.errors else "no text", turn.language)
-                    yield ("\n\n" if started else "") + turn.say(say.FAILED).format(reason=reason)
+                    yield say_(("\n\n" if started else "") + turn.say(say.FAILED).format(reason=reason))
                 elif event.auto_chosen:
-                    yield "\n\n" + turn.say(say.TAKEN)
+                    yield say_("\n\n" + turn.say(say.TAKEN))
                 else:
                     count = len(event.candidates)
                     turn.suggest(*(str(i) for i in range(1, count + 1)), "/retry")
-                    yield "\n\n" + turn.say(say.CHOOSE).format(range=say.choice_range(count))
+                    yield say_("\n\n" + turn.say(say.CHOOSE).format(range=say.choice_range(count)))
+        if differs:
+            turn.rewrite("".join(text for _, text in composed))
 
     def _open(self, turn: Turn) -> int:
         story_id = turn.state.get("story_id")

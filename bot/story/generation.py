@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 
 from bot.core.errors import ModelCrashed, ModelError, ModelTimeout, ModelUnavailable
 from bot.models.base import ChatMessage, GenerationParams, LanguageModel
 from bot.story.polish import PassageFilter, ends_sentence
+from bot.story.quality import judge
 from bot.story.prompt import LANGUAGE_NAMES, StoryContextBuilder, StoryPrompt
 from bot.story.settings import STOP_STRINGS, StorySettings
 from bot.story.tree import PassageDelta
@@ -17,9 +19,17 @@ from bot.storage.stories import PassageRecord, StoryRecord, StoryRepo
 
 log = logging.getLogger(__name__)
 
-# A candidate in the wrong language or with no usable sentence is generated again this many times.
+# A candidate in the wrong language, with no usable sentence, or contradicting or copying the
+# story, is written again, up to this many tries in all.
 ATTEMPTS = 2
+# How many of the newest passages (with the memory) a candidate's facts are checked against.
+STORY_FACTS_PASSAGES = 30
 CHARACTER_TOKENS = 80
+
+
+def overrun(max_new_tokens: int) -> int:
+    """Tokens the model may write past a passage's budget to end the sentence it is in."""
+    return max(24, max_new_tokens // 2)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -63,18 +73,8 @@ class PassageGenerator:
         summarised by the model (with the summary before them) and the summary is stored, so
         the next turns reuse it; half of the passages that fit are kept out of the new summary,
         so a new one is needed only every few turns."""
-        builder = await self.ready()
-        lore = await self.repo.lore(user_id, story.id)
-        stored = await self.repo.summaries(user_id, story.id)
-        best = None
-        for covered in range(len(path), 0, -1):
-            summary = stored.get(path[covered - 1].id)
-            if summary is not None and summary.covered == covered:
-                best = summary
-                break
+        builder, lore, best, prompt = await self._stored_prompt(user_id, story, path, settings)
         covered = best.covered if best else 0
-        prompt = builder.build(story, path, lore, max_new_tokens=settings.max_new_tokens,
-                               summary=best.text if best else "", summary_covers=covered)
         if len(prompt.dropped) <= covered:
             return prompt
         cut = len(path) - max(1, len(prompt.kept) // 2)
@@ -89,7 +89,33 @@ class PassageGenerator:
         await self.repo.add_summary(user_id, story.id, path[cut - 1].id, cut, text)
         log.info("story summarised story=%s through=%s covered=%d", story.id, path[cut - 1].id, cut)
         return builder.build(story, path, lore, max_new_tokens=settings.max_new_tokens, summary=text,
-                             summary_covers=cut)
+                             summary_covers=cut, sentences=settings.sentences)
+
+    async def preview(self, user_id: int, story: StoryRecord, path: Sequence[PassageRecord],
+                      settings: StorySettings) -> tuple[StoryPrompt, int, bool]:
+        """The prompt of the next passage as it stands, without asking the model for anything;
+        how many of the passages it leaves out its summary covers; and whether a new summary will
+        be made first (older passages no longer fit)."""
+        _, _, best, prompt = await self._stored_prompt(user_id, story, path, settings)
+        covered = best.covered if best and prompt.summary_used else 0
+        return prompt, min(covered, len(prompt.dropped)), len(prompt.dropped) > covered
+
+    async def _stored_prompt(self, user_id: int, story: StoryRecord, path: Sequence[PassageRecord],
+                             settings: StorySettings):
+        """The builder, the lore, the longest stored summary of `path`, and the prompt built with it."""
+        builder = await self.ready()
+        lore = await self.repo.lore(user_id, story.id)
+        stored = await self.repo.summaries(user_id, story.id)
+        best = None
+        for covered in range(len(path), 0, -1):
+            summary = stored.get(path[covered - 1].id)
+            if summary is not None and summary.covered == covered:
+                best = summary
+                break
+        prompt = builder.build(story, path, lore, max_new_tokens=settings.max_new_tokens,
+                               summary=best.text if best else "", summary_covers=best.covered if best else 0,
+                               sentences=settings.sentences)
+        return builder, lore, best, prompt
 
     async def summarise(self, story: StoryRecord, previous: str, passages: Sequence[PassageRecord],
                         builder: StoryContextBuilder) -> str:
@@ -127,26 +153,35 @@ class PassageGenerator:
         """Stream one candidate as PassageDelta pieces, then yield (text, error) once.
 
         A model error or timeout mid-stream keeps the text so far (the caller stores it as
-        incomplete). A candidate in the wrong language, or with nothing usable, is tried again
-        once if nothing of it was shown yet. `progress["filter"]` is the live filter, so a
-        caller being cancelled can still store what was shown."""
+        incomplete). A candidate in the wrong language, with nothing usable, or one that
+        contradicts or copies the story (`quality.judge`), is written once more; when some of
+        it was shown already, a `reset` delta tells the channel to clear it first.
+        `progress["filter"]` is the live filter, so a caller being cancelled can still store
+        what was shown; `progress["report"]` is the finished candidate's quality report."""
         # The instructions too: a model talked into "printing its system prompt" repeats them verbatim.
         context = [p.text for p in path[-3:]] + [story.memory] + [m.content for m in prompt.messages
                                                                    if m.role == "system"]
-        params = settings.params()
+        told = "\n".join([story.memory, *(p.text for p in path[-STORY_FACTS_PASSAGES:])])
+        last = path[-1].text if path else ""
+        # Room past the budget to end the sentence under way: the filter stops at the first
+        # sentence end after `max_new_tokens`, the model only at the hard limit. The prompt left
+        # room for `max_new_tokens` only, so the extra is what the window still holds (a remote
+        # server refuses a request past its window; the local backends would cut it).
+        room = max(settings.max_new_tokens, self.model.context_window - prompt.tokens)
+        params = replace(settings.params(), max_new_tokens=min(
+            settings.max_new_tokens + overrun(settings.max_new_tokens), room))
         text, error = "", None
         for attempt in range(1, ATTEMPTS + 1):
-            filt = PassageFilter(context, story.language)
+            filt = PassageFilter(context, story.language, max_sentences=settings.sentences,
+                                 token_budget=settings.max_new_tokens, count_tokens=self.model.count_tokens)
             if progress is not None:
                 progress["filter"] = filt
             error = None
-            shown = False
             stream = self.model.stream(prompt.messages, params, cache_key=f"story:{story.id}")
             try:
                 async for piece in stream:
                     out = filt.feed(piece)
                     if out:
-                        shown = True
                         yield PassageDelta(index, out)
                     if filt.done:
                         break
@@ -158,14 +193,19 @@ class PassageGenerator:
                 await _close(stream)
             tail = filt.finish(complete=error is None)
             if tail:
-                shown = True
                 yield PassageDelta(index, tail)
             text = filt.text
-            retry = error is None and not shown and (filt.wrong_language or not text)
-            if not retry or attempt == ATTEMPTS:
+            report = judge(told, last, text, story.language, complete=error is None,
+                           max_sentences=settings.sentences) if text else None
+            if progress is not None:
+                progress["report"] = report
+            redo = error is None and (filt.wrong_language or not text or report.worth_redoing)
+            if not redo or attempt == ATTEMPTS:
                 break
-            log.info("story candidate redone story=%s candidate=%d wrong_language=%s", story.id, index,
-                     filt.wrong_language)
+            log.info("story candidate redone story=%s candidate=%d wrong_language=%s notes=%s", story.id, index,
+                     filt.wrong_language, list(report.notes) if report else [])
+            if filt.shown:
+                yield PassageDelta(index, "", reset=True)
         if not text and error is None:
             language = LANGUAGE_NAMES.get(story.language, story.language)
             error = (f"error: the model could not write in {language}" if filt.wrong_language

@@ -28,9 +28,20 @@ CountTokens = Callable[[str], int]
 
 
 @dataclass(frozen=True)
+class LoreDecision:
+    """Whether a lore entry went into the prompt, and why: what the context viewer shows."""
+
+    entry: LoreRecord
+    included: bool
+    reason: str
+    key: str | None = None  # the key found in the recent passages
+
+
+@dataclass(frozen=True)
 class StoryPrompt:
     """A built prompt: the messages, the named sections in order (for tests and debugging),
-    its token count (with the chat template's overhead), and which passages it holds or left out."""
+    its token count (with the chat template's overhead), which passages it holds or left out,
+    and what became of each lore entry."""
 
     messages: tuple[ChatMessage, ...]
     sections: tuple[tuple[str, str], ...]
@@ -38,22 +49,25 @@ class StoryPrompt:
     kept: tuple[PassageRecord, ...]
     dropped: tuple[PassageRecord, ...]
     summary_used: bool
+    lore: tuple[LoreDecision, ...] = ()
 
     @property
     def order(self) -> list[str]:
         return [name for name, _ in self.sections]
 
 
+def matched_key(entry: LoreRecord, text: str) -> str | None:
+    """The entry's first key that starts a word of `text` ("dragon" matches "dragons")."""
+    for key in entry.keys:
+        if re.search(r"(?<!\w)" + re.escape(key), text, re.IGNORECASE):
+            return key
+    return None
+
+
 def triggered_lore(lore: Sequence[LoreRecord], recent: Sequence[str]) -> list[LoreRecord]:
-    """Entries with a key that starts a word of the recent text ("dragon" matches "dragons")."""
+    """Switched-on entries with a key in the recent text."""
     text = "\n".join(recent)
-    found = []
-    for entry in lore:
-        for key in entry.keys:
-            if re.search(r"(?<!\w)" + re.escape(key), text, re.IGNORECASE):
-                found.append(entry)
-                break
-    return found
+    return [entry for entry in lore if entry.enabled and matched_key(entry, text) is not None]
 
 
 class StoryContextBuilder:
@@ -99,13 +113,14 @@ class StoryContextBuilder:
         instruction: str | None = None,
         task: str | None = None,
         extra: Sequence[ChatMessage] = (),
+        sentences: int = 5,
     ) -> StoryPrompt:
         """The prompt for continuing `path` (or, with `instruction`/`task`/`extra`, another request
         about the story, such as a character's answer). `summary` covers `path[:summary_covers]`."""
         language = LANGUAGE_NAMES.get(story.language, story.language)
         budget = self.budget(max_new_tokens, 2 + len(extra))
-        system_head = instruction or continue_instruction(story, language)
-        task = task or ("Write the opening passage of the story." if not path else "Write the next passage.")
+        system_head = instruction or continue_instruction(story, language, sentences)
+        task = task or continue_task(story, path, lore, sentences)
         fixed = self.count(system_head) + self.count(task) + sum(self.count(m.content) for m in extra) + 16
         if fixed > budget:
             # Only a tiny window gets here; the task must survive, the instructions give way.
@@ -118,7 +133,8 @@ class StoryContextBuilder:
         later = list(path[summary_covers:]) if summary else list(path)
         summary_text = self.truncate(summary.strip(), int(room * SHARES["summary"]), keep="end")
         recent = [p.text for p in later[-LORE_SCAN:]]
-        lore_lines = self._fit_lines([f"- {e.text}" for e in triggered_lore(lore, recent)], int(room * SHARES["lore"]))
+        decisions = self._decide_lore(lore, "\n".join(recent), int(room * SHARES["lore"]))
+        lore_lines = [f"- {d.entry.text}" for d in decisions if d.included]
 
         sections: list[tuple[str, str]] = [("instruction", system_head)]
         if memory:
@@ -136,24 +152,36 @@ class StoryContextBuilder:
             sections.append(("author_note", f"[Author's note: {note}]"))
         sections.append(("task", task))
 
-        prompt = self._render(sections, extra, kept, dropped, bool(summary_text))
+        prompt = self._render(sections, extra, kept, dropped, bool(summary_text), decisions)
         while prompt.tokens > self.window - max_new_tokens and prompt.kept:
             # Counting joined text can differ by a token or two from the sum of its parts.
             kept = kept[1:]
             sections = [s if s[0] != "passages" else ("passages", "Story so far:\n\n" + "\n\n".join(
                 p.text for p in kept)) for s in sections if s[0] != "passages" or kept]
-            prompt = self._render(sections, extra, kept, tuple(path[: len(path) - len(kept)]), bool(summary_text))
+            prompt = self._render(sections, extra, kept, tuple(path[: len(path) - len(kept)]), bool(summary_text),
+                                  decisions)
         return prompt
 
-    def _fit_lines(self, lines: list[str], max_tokens: int) -> list[str]:
+    def _decide_lore(self, lore: Sequence[LoreRecord], recent: str, max_tokens: int) -> tuple[LoreDecision, ...]:
+        """Each entry in or out: switched off, not triggered by the last passages, or past the
+        world notes' share of the prompt (entries are taken in their order until it is full)."""
         out, used = [], 0
-        for line in lines:
-            cost = self.count(line) + 1
-            if used + cost > max_tokens:
+        for entry in lore:
+            if not entry.enabled:
+                out.append(LoreDecision(entry, False, "switched off"))
                 continue
-            out.append(line)
+            key = matched_key(entry, recent)
+            if key is None:
+                out.append(LoreDecision(entry, False, f"none of its keys is in the last {LORE_SCAN} passages"))
+                continue
+            cost = self.count(f"- {entry.text}") + 1
+            if used + cost > max_tokens:
+                out.append(LoreDecision(entry, False, f"\"{key}\" is in the story, but the world notes' share "
+                                                      f"of the prompt ({max_tokens} tokens) is full", key))
+                continue
             used += cost
-        return out
+            out.append(LoreDecision(entry, True, f"\"{key}\" is in the last {LORE_SCAN} passages", key))
+        return tuple(out)
 
     def _fit_passages(self, passages: Sequence[PassageRecord], room: int) -> tuple[PassageRecord, ...]:
         """The newest passages that fit in `room`; the newest one is shortened from its start if
@@ -173,7 +201,8 @@ class StoryContextBuilder:
         return tuple(reversed(kept))
 
     def _render(self, sections: Sequence[tuple[str, str]], extra: Sequence[ChatMessage],
-                kept: Sequence[PassageRecord], dropped: Sequence[PassageRecord], summary_used: bool) -> StoryPrompt:
+                kept: Sequence[PassageRecord], dropped: Sequence[PassageRecord], summary_used: bool,
+                lore: tuple[LoreDecision, ...] = ()) -> StoryPrompt:
         system = "\n\n".join(text for name, text in sections if name in ("instruction", "memory"))
         user = "\n\n".join(text for name, text in sections if name not in ("instruction", "memory"))
         if extra:
@@ -183,13 +212,18 @@ class StoryContextBuilder:
         else:
             messages = (ChatMessage("system", system), ChatMessage("user", user))
         tokens = sum(self.count(m.content) + MESSAGE_OVERHEAD for m in messages) + MESSAGE_OVERHEAD
-        return StoryPrompt(messages, tuple(sections), tokens, tuple(kept), tuple(dropped), summary_used)
+        return StoryPrompt(messages, tuple(sections), tokens, tuple(kept), tuple(dropped), summary_used, lore)
 
 
-def continue_instruction(story: StoryRecord, language: str) -> str:
+def sentence_range(sentences: int) -> str:
+    return f"two to {sentences} sentences" if sentences > 2 else ("two sentences" if sentences == 2 else "one sentence")
+
+
+def continue_instruction(story: StoryRecord, language: str, sentences: int = 5) -> str:
     lines = [
         "You are a co-author writing a story together with a person; you take turns writing passages.",
-        f"Write only the next passage: two to five sentences of narrative prose in {language}.",
+        f"Write only the next passage: {sentence_range(sentences)} of narrative prose in {language}.",
+        "Stay in the scene where the story stopped and keep every fact it states (names, numbers, colours).",
         "Do not repeat earlier passages, do not comment on the story, and do not write the person's turn.",
     ]
     for label, value in (("Title", story.title), ("Genre", story.genre), ("Style", story.style),
@@ -197,6 +231,18 @@ def continue_instruction(story: StoryRecord, language: str) -> str:
         if value:
             lines.append(f"{label}: {value}")
     return "\n".join(lines)
+
+
+def continue_task(story: StoryRecord, path: Sequence[PassageRecord], lore: Sequence[LoreRecord],
+                  sentences: int = 5) -> str:
+    """The request at the end of the prompt, where a small model attends most: where to go on
+    from, and (when the story has them) that the memory and world notes are there to be used."""
+    if not path:
+        return f"Write the opening passage of the story ({sentence_range(sentences)})."
+    task = "Write the next passage, going on right after its last sentence."
+    if story.memory.strip() or any(entry.enabled for entry in lore):
+        task += " Use the memory and world notes where the scene calls for them."
+    return task
 
 
 def _with_text(passage: PassageRecord, text: str) -> PassageRecord:

@@ -15,14 +15,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.core.errors import StorageError, refusal
+from bot.core.errors import ConfigError, ModelError, NotFound, StorageError, refusal
 from bot.core.text import is_blank
 from bot.models.base import LanguageModel
 from bot.story.export import FORMATS, export_json, export_markdown, export_text, parse_import
 from bot.story.generation import PassageGenerator
+from bot.story.quality import CandidateReport, ranked
 from bot.story.settings import StorySettings
 from bot.story.tree import (
-    CandidateDone, GenerationDone, PassageDelta, StoryView, build_view, passage_json, path_to,
+    CandidateDone, GenerationDone, PassageDelta, StoryView, build_view, continuation, passage_json, path_to, siblings,
+    swipe_positions,
 )
 from bot.storage.leases import poll_until, start_renewing
 from bot.storage.stories import LoreRecord, NewPassage, PassageRecord, StoryRecord, StoryRepo
@@ -206,15 +208,41 @@ class StoryService:
     async def lore(self, user_id: int, story_id: int) -> list[LoreRecord]:
         return await self.repo.lore(user_id, story_id)
 
-    async def set_lore(self, user_id: int, story_id: int, keys: Sequence[str], text: str) -> LoreRecord:
-        keys = [k.strip() for k in keys if k and k.strip()]
+    async def count_tokens(self, text: str) -> int | None:
+        """`text`'s length in the model's tokens (what a lore entry costs the prompt); None while
+        the model cannot be started, so a lore editor still works without one."""
+        try:
+            await self.generator.ready()
+            return self.model.count_tokens(text)
+        except (ModelError, ConfigError) as exc:
+            log.info("tokens not counted (no model): %s", exc)
+            return None
+
+    async def set_lore(self, user_id: int, story_id: int, keys: Sequence[str], text: str,
+                       enabled: bool = True) -> LoreRecord:
+        keys, text = self._check_lore(keys, text)
+        return await self.repo.set_lore(user_id, story_id, keys, text, enabled)
+
+    async def update_lore(self, user_id: int, story_id: int, lore_id: int, *, keys: Sequence[str] | None = None,
+                          text: str | None = None, enabled: bool | None = None) -> LoreRecord:
+        """Change an entry's keys, text or switch; what is not given stays."""
+        current = next((e for e in await self.repo.lore(user_id, story_id) if e.id == lore_id), None)
+        if current is None:
+            raise NotFound(f"lore entry {lore_id}")
+        checked_keys, checked_text = self._check_lore(current.keys if keys is None else keys,
+                                                      current.text if text is None else text)
+        return await self.repo.update_lore(user_id, story_id, lore_id, keys=checked_keys, text=checked_text,
+                                           enabled=enabled)
+
+    def _check_lore(self, keys: Sequence[str], text: object) -> tuple[list[str], str]:
+        keys = [k.strip() for k in keys if isinstance(k, str) and k.strip()]
         if not keys or not isinstance(text, str) or not text.strip():
             raise refusal("A lore entry needs keywords and text, e.g. /lore dragon, Smaug: an old red dragon.",
                            "Для записи о мире нужны ключевые слова и текст, например "
                            "/lore дракон, Смауг: старый красный дракон.")
         if len(", ".join(keys)) > 300 or len(text) > self.max_passage_chars:
             raise refusal("That lore entry is too long.", "Эта запись о мире слишком длинная.")
-        return await self.repo.set_lore(user_id, story_id, keys, text.strip())
+        return keys, text.strip()
 
     async def remove_lore(self, user_id: int, story_id: int, lore_id: int) -> None:
         await self.repo.remove_lore(user_id, story_id, lore_id)
@@ -283,6 +311,7 @@ class StoryService:
         path = path_to(tree, parent_id)
         prompt = await self.generator.prompt(user_id, story, path, settings)
         made: list[PassageRecord] = []
+        reports: list[tuple[int, CandidateReport]] = []
         errors: list[str] = []
         group: int | None = None
         for index in range(1, count + 1):
@@ -291,7 +320,7 @@ class StoryService:
             try:
                 async for item in self.generator.candidate(story, path, prompt, settings, index, progress):
                     if isinstance(item, PassageDelta):
-                        yield PassageDelta(item.candidate, item.text, count)
+                        yield PassageDelta(item.candidate, item.text, count, item.reset)
                     else:
                         outcome = item
             except asyncio.CancelledError:
@@ -313,6 +342,8 @@ class StoryService:
                 )
                 group = passage.candidate_group
                 made.append(passage)
+                if progress.get("report") is not None:
+                    reports.append((passage.id, progress["report"]))
             if error or not text:
                 errors.append(error or "The model wrote nothing usable.")
             yield CandidateDone(index, passage, error or (None if text else "The model wrote nothing usable."))
@@ -325,7 +356,8 @@ class StoryService:
         tree = await self.repo.passages(user_id, story.id)
         view = build_view(story, tree, settings.model_dump())
         log.info("story generated story=%s candidates=%d errors=%d", story.id, len(made), len(errors))
-        yield GenerationDone(view, user_passage, made, errors, auto)
+        yield GenerationDone(view, user_passage, made, errors, auto, ranked(reports),
+                             {cid: list(report.notes) for cid, report in reports})
 
     async def _store_candidate(self, user_id: int, story: StoryRecord, parent_id: int | None, text: str,
                                error: str | None, pending: list[int], group: int | None):
@@ -404,6 +436,60 @@ class StoryService:
                 list(reversed(ids)) if target is None else [])
             await self.repo.move_cursor(user_id, story_id, target, {"redo": redo})
         return await self.view(user_id, story_id)
+
+    async def swipe(self, user_id: int, story_id: int, passage_id: int, direction: int) -> StoryView:
+        """Put the previous (-1) or next (+1) sibling of a passage in its place: a passage of
+        the current story or a candidate waiting. The story then follows the sibling's own
+        branch (`continuation`), so nothing after the swiped passage is lost: swiping back
+        brings it back. A candidate swiped to counts as chosen; candidates waiting elsewhere
+        are set aside (they stay stored)."""
+        if direction not in (-1, 1):
+            raise refusal("Swipe by -1 (back) or 1 (forward).", "Листать можно на -1 (назад) или на 1 (вперёд).")
+        async with self._locked(story_id):
+            story, tree = await self._state(user_id, story_id)
+            on_path = {p.id for p in path_to(tree, story.head_id)}
+            if passage_id not in on_path and passage_id not in story.cursor.get("pending", []):
+                raise refusal(f"Passage {passage_id} is not in the current story.",
+                               f"Отрывка {passage_id} нет в текущей истории.")
+            options = siblings(tree, tree[passage_id])
+            index = [p.id for p in options].index(passage_id) + direction
+            if not 0 <= index < len(options):
+                raise refusal("There is no other version that way.", "В эту сторону других вариантов нет.")
+            target = options[index]
+            chosen = target.id if target.candidate_group is not None and target.chosen_at is None else None
+            await self.repo.move_cursor(user_id, story_id, continuation(tree, target.id), {}, chosen_id=chosen)
+        return await self.view(user_id, story_id)
+
+    async def rate(self, user_id: int, story_id: int, passage_id: int, value: int) -> dict[str, Any]:
+        """The writer's thumb on a passage: 1 up, -1 down, 0 takes it back."""
+        if value not in (-1, 0, 1) or isinstance(value, bool):
+            raise refusal("Rate a passage 1 (good), -1 (bad) or 0 (no rating).",
+                           "Оценка отрывка: 1 (хорошо), -1 (плохо) или 0 (без оценки).")
+        passage = await self.repo.rate_passage(user_id, story_id, passage_id, value or None)
+        log.info("story passage rated story=%s passage=%s value=%s", story_id, passage_id, value)
+        return passage_json(passage)
+
+    async def context(self, user_id: int, story_id: int) -> dict[str, Any]:
+        """What the model will be given for the next passage: the exact messages, each
+        section's tokens, the budget, and each lore entry in or out with the reason."""
+        story, tree = await self._state(user_id, story_id)
+        settings = self.settings_of(story)
+        path = path_to(tree, story.head_id)
+        prompt, summarised, summary_pending = await self.generator.preview(user_id, story, path, settings)
+        count = self.model.count_tokens
+        budget = self.model.context_window - settings.max_new_tokens
+        return {
+            "messages": [{"role": m.role, "content": m.content} for m in prompt.messages],
+            "sections": [{"name": name, "tokens": count(text), "text": text} for name, text in prompt.sections],
+            "tokens": {"window": self.model.context_window, "answer": settings.max_new_tokens, "budget": budget,
+                       "prompt": prompt.tokens},
+            "passages": {"in_prompt": len(prompt.kept), "left_out": len(prompt.dropped),
+                         "summarised": summarised},
+            "lore": [{"id": d.entry.id, "keys": list(d.entry.keys), "text": d.entry.text, "enabled": d.entry.enabled,
+                      "tokens": count(d.entry.text), "included": d.included, "reason": d.reason}
+                     for d in prompt.lore],
+            "summary_pending": summary_pending,
+        }
 
     async def edit(self, user_id: int, story_id: int, text: str, *, number: int | None = None,
                    passage_id: int | None = None) -> StoryView:
@@ -497,7 +583,8 @@ class StoryService:
         """Every passage of the story, for a channel that draws the branches."""
         story, tree = await self._state(user_id, story_id)
         on_path = {p.id: n for n, p in enumerate(path_to(tree, story.head_id), 1)}
-        return [passage_json(p, on_path.get(p.id)) for p in sorted(tree.values(), key=lambda p: p.id)]
+        swipes = swipe_positions(tree)
+        return [passage_json(p, on_path.get(p.id), swipes[p.id]) for p in sorted(tree.values(), key=lambda p: p.id)]
 
 
 def _file_stem(title: str) -> str:

@@ -31,8 +31,10 @@ class StorySettings(BaseModel):
 
     # Continuations generated per turn to choose from (1 = no choice, the passage is taken).
     candidates: int = Field(3, ge=1, le=5)
-    # Length of one passage, in tokens.
+    # Length of one passage, in tokens (the hard limit) and in sentences (where it ends when it
+    # reaches them first: the model is asked for two to this many, and stopped at this many).
     max_new_tokens: int = Field(120, ge=16, le=1024)
+    sentences: int = Field(5, ge=1, le=20)
     temperature: float = Field(0.8, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
     repetition_penalty: float = Field(1.1, ge=1, le=2)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.storage.stories import LoreRecord, PassageRecord, StoryRecord
-from bot.story.prompt import StoryContextBuilder, triggered_lore
+from bot.story.prompt import StoryContextBuilder, matched_key, triggered_lore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -84,3 +84,78 @@ def test_the_opening_prompt_asks_for_an_opening() -> None:
     prompt = StoryContextBuilder(words, 1024).build(story(), [], [], max_new_tokens=50)
     assert "opening passage" in prompt.messages[-1].content
     assert "English" in prompt.messages[0].content and "fantasy" in prompt.messages[0].content
+
+
+# --- lore decisions: what the context viewer shows ----------------------------------------------
+
+def recent(*texts: str) -> list[PassageRecord]:
+    return [PassageRecord(i, 1, i - 1 or None, "user", text, "complete", None, None, None, NOW)
+            for i, text in enumerate(texts, 1)]
+
+
+def test_matched_key_is_the_first_key_that_starts_a_word() -> None:
+    entry = LoreRecord(1, ("dragon", "Smaug"), "Smaug is red.")
+    assert matched_key(entry, "Two dragons flew.") == "dragon"  # a prefix of the word
+    assert matched_key(entry, "SMAUG slept.") == "Smaug"  # any case; the key as written
+    assert matched_key(entry, "A smaug and a dragon.") == "dragon"  # keys in their order, not the text's
+    assert matched_key(entry, "A snapdragon grew.") is None  # inside a word is no match
+    assert matched_key(entry, "") is None
+    assert matched_key(LoreRecord(2, ("дракон",), "Дракон стар."), "Два дракона летели.") == "дракон"
+
+
+def test_each_lore_entry_is_in_or_out_with_its_reason() -> None:
+    lore = [
+        LoreRecord(1, ("dragon", "Smaug"), "Smaug is an old red dragon."),
+        LoreRecord(2, ("castle",), "The castle is old.", enabled=False),
+        LoreRecord(3, ("river",), "The river is cold."),
+        LoreRecord(4, ("lantern",), "The lantern never goes out."),
+    ]
+    path = recent("The river froze.", "Mira crossed the hills.", "Snow fell.", "Smaug circled the castle.",
+                  "Mira lifted her lantern.")
+    prompt = StoryContextBuilder(words, 4096).build(story(), path, lore, max_new_tokens=50)
+    decisions = {d.entry.id: d for d in prompt.lore}
+    assert [d.entry.id for d in prompt.lore] == [1, 2, 3, 4]  # every entry, in its order
+    assert (decisions[1].included, decisions[1].reason, decisions[1].key) == (
+        True, '"Smaug" is in the last 3 passages', "Smaug")
+    assert (decisions[2].included, decisions[2].reason, decisions[2].key) == (False, "switched off", None)
+    # "river" is in the story, but 4 passages ago.
+    assert (decisions[3].included, decisions[3].reason, decisions[3].key) == (
+        False, "none of its keys is in the last 3 passages", None)
+    assert decisions[4].included and decisions[4].key == "lantern"
+    text = "\n".join(m.content for m in prompt.messages)
+    assert "- Smaug is an old red dragon." in text and "- The lantern never goes out." in text
+    assert "The castle is old." not in text and "The river is cold." not in text
+    lore_section = dict(prompt.sections)["lore"]
+    assert lore_section == "World notes:\n- Smaug is an old red dragon.\n- The lantern never goes out."
+
+
+def test_a_switched_off_entry_is_never_triggered() -> None:
+    lore = [LoreRecord(1, ("castle",), "The castle is old.", enabled=False),
+            LoreRecord(2, ("moat",), "The moat is deep.")]
+    assert [e.id for e in triggered_lore(lore, ["The castle had a moat."])] == [2]
+    prompt = StoryContextBuilder(words, 4096).build(story(memory=""), recent("The castle stood."), lore[:1],
+                                                    max_new_tokens=50)
+    assert "lore" not in prompt.order
+    assert prompt.lore[0].reason == "switched off"
+    # Nor does the task ask for world notes when the only ones are switched off (and there is no memory).
+    assert "world notes" not in prompt.messages[-1].content
+    prompt = StoryContextBuilder(words, 4096).build(story(memory=""), recent("The castle stood."), lore,
+                                                    max_new_tokens=50)
+    assert "Use the memory and world notes" in prompt.messages[-1].content
+
+
+def test_entries_past_the_world_notes_share_are_left_out_with_the_reason() -> None:
+    builder = StoryContextBuilder(words, context_window=400)
+    big = LoreRecord(1, ("dragon",), "The dragon " + " ".join(["roars"] * 200))
+    small = LoreRecord(2, ("lantern",), "The lantern is magic.")
+    prompt = builder.build(story(memory="", author_note=""), recent("The dragon saw the lantern."), [big, small],
+                           max_new_tokens=50)
+    first, second = prompt.lore
+    assert not first.included and first.key == "dragon"
+    assert first.reason.startswith('"dragon" is in the story, but the world notes\' share of the prompt (')
+    assert first.reason.endswith(" tokens) is full")
+    share = int(first.reason.split("(", 1)[1].split(" ", 1)[0])
+    assert 0 < share < words(big.text)
+    # A smaller entry after it still fits in the share.
+    assert second.included and dict(prompt.sections)["lore"] == "World notes:\n- The lantern is magic."
+    assert prompt.tokens <= 400 - 50

@@ -239,3 +239,54 @@ async def test_a_candidate_in_the_wrong_language_is_written_again(url: str) -> N
         assert [c.text for c in done.candidates] == ["Лиса убежала в лес."]
         assert "".join(e.text for e in events if isinstance(e, PassageDelta)) == "Лиса убежала в лес."
         assert "Russian" in model.calls[0].prompt[0].content and len(model.calls) == 2
+
+
+async def test_swipes_move_among_siblings_set_candidates_aside_and_never_change_a_row(url: str) -> None:
+    async with story_world(url, numbered_model(), candidates=2) as w:
+        sid = (await w.service.start(w.user, text="One.")).story.id
+        _, done = await run(w.service.continue_(w.user, sid))
+        c1, c2 = (c.id for c in done.candidates)
+        await w.service.choose(w.user, sid, number=1)
+        _, done = await run(w.service.continue_(w.user, sid))
+        c3, c4 = (c.id for c in done.candidates)
+        before = snapshot(await w.repo.passages(w.user, sid))
+
+        view = await w.service.swipe(w.user, sid, c1, 1)
+        assert [p.id for p in view.path][1:] == [c2] and view.pending == []
+        assert view.story.cursor == {}, "the candidates after c1 are set aside"
+        view = await w.service.swipe(w.user, sid, c2, -1)
+        # c1's candidates were never chosen: they are not its story, so the swipe ends at c1.
+        assert [p.id for p in view.path][1:] == [c1] and view.swipes[c1] == (1, 2)
+
+        _, done = await run(w.service.retry(w.user, sid))
+        c5, c6 = (c.id for c in done.candidates)
+        assert done.view.swipes[c5] == (3, 4) and done.view.swipes[c6] == (4, 4)
+        view = await w.service.swipe(w.user, sid, c6, -1)
+        assert [p.id for p in view.path][1:] == [c5] and view.path[-1].chosen_at is not None
+        view = await w.service.swipe(w.user, sid, c5, -1)  # back to c2, chosen before: it stays as it was
+        assert [p.id for p in view.path][1:] == [c2]
+        tree = await w.repo.passages(w.user, sid)
+        assert [tree[c].chosen_at is not None for c in (c1, c2, c3, c4, c5, c6)] == [True, True, False, False,
+                                                                                     True, False]
+        assert_kept(before, snapshot(tree))
+        for bad in (w.service.swipe(w.user, sid, c2, 5), w.service.swipe(w.user, sid, c3, 1),
+                    w.service.swipe(w.user, sid, 999, 1), w.service.swipe(w.user, sid, view.path[0].id, -1)):
+            with pytest.raises(InputError):
+                await bad
+        with pytest.raises(NotFound):
+            await w.service.swipe(w.other_user, sid, c2, 1)
+        assert (await w.repo.get_story(w.user, sid)).head_id == c2
+
+
+async def test_ratings_are_checked_before_anything_is_stored(url: str) -> None:
+    async with story_world(url) as w:
+        view = await w.service.start(w.user, text="One.")
+        sid, pid = view.story.id, view.path[0].id
+        assert (await w.service.rate(w.user, sid, pid, -1))["rating"] == -1
+        for bad in (2, -2, True, False, 0.5, "1", None):
+            with pytest.raises(InputError, match="Rate a passage 1"):
+                await w.service.rate(w.user, sid, pid, bad)
+        assert (await w.repo.passages(w.user, sid))[pid].rating == -1
+        assert (await w.service.rate(w.user, sid, pid, 0))["rating"] is None
+        with pytest.raises(NotFound):
+            await w.service.rate(w.other_user, sid, pid, 1)
