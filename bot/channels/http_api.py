@@ -17,6 +17,7 @@ from bot.core.messages import MAX_CLIENT_MESSAGE_ID_CHARS, Incoming, Reply
 from bot.core.text import clean_user_text
 from bot.channels.ratelimit import spend_turn_budget
 from bot.channels.services import SERVICES, Services
+from bot.channels.sse import SseStream
 
 log = logging.getLogger(__name__)
 
@@ -196,17 +197,13 @@ async def post_message(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream_sse(request: web.Request, stream) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await response.prepare(request)
-    try:
-        async for piece in stream:
-            await response.write(f"event: delta\ndata: {json.dumps({'text': piece})}\n\n".encode())
-        reply = await stream.reply()
-        await response.write(f"event: reply\ndata: {json.dumps(reply_json(reply))}\n\n".encode())
-    except ConnectionResetError:
-        # The client left; the turn goes on and is stored all the same.
-        log.info("sse client left conversation=%s", stream.conversation_id)
-    return response
+    sse = await SseStream(request).open()
+    async for piece in sse.relay(stream):
+        if not await sse.send("delta", {"text": piece}):
+            break
+    if not sse.client_left:  # one that left stops only the stream: the turn goes on and is stored
+        await sse.send("reply", reply_json(await stream.reply()))
+    return sse.response
 
 
 async def post_thumb(request: web.Request) -> web.Response:

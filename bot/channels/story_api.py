@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +14,7 @@ from aiohttp import web
 from bot.channels.http_api import BUSY_RETRY_S, authenticated_user, json_error, read_json
 from bot.channels.ratelimit import spend_turn_budget
 from bot.channels.services import SERVICES
+from bot.channels.sse import SseStream
 from bot.core.errors import BotError, InputError, ModelUnavailable, NotFound, StorageError, refusal
 from bot.core.text import clean_text
 from bot.dispatch.admission import Busy, user_key
@@ -114,11 +114,7 @@ async def _user(request: web.Request) -> int:
 
 async def _story(request: web.Request) -> tuple[StoryService, int, int]:
     user_id = await _user(request)
-    try:
-        story_id = int(request.match_info["story_id"])
-    except ValueError:
-        raise NotFound(request.match_info["story_id"]) from None
-    return _service(request), user_id, story_id
+    return _service(request), user_id, _path_id(request, "story_id")
 
 
 def _int(body: dict[str, Any], key: str) -> int | None:
@@ -171,8 +167,13 @@ async def start_story(request: web.Request) -> web.Response:
     settings = body.get("settings")
     if settings is not None and not isinstance(settings, dict):
         raise refusal("`settings` must be an object.", "`settings` должно быть объектом.")
-    view = await _service(request).start(user_id, language=body.get("language") or "en", settings=settings,
-                                         **fields)
+    language = body.get("language")
+    if language not in LANGUAGES:
+        # Not given, or one Tandem does not write in: the language the user talks to Tandem in,
+        # else the browser's.
+        spoken = await request.app[SERVICES].conversations.last_language(user_id)
+        language = spoken if spoken in LANGUAGES else accepted_language(request)
+    view = await _service(request).start(user_id, language=language, settings=settings, **fields)
     return web.json_response({"story": view.to_json()}, status=201)
 
 
@@ -276,45 +277,44 @@ async def _respond_generation(request: web.Request, events: AsyncIterator[Any]) 
                 done = item
             assert isinstance(done, GenerationDone)
             return web.json_response(done.to_json())
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await response.prepare(request)
-        try:
-            item: Any = first
-            while item is not _END:
-                if item is _NOT_STORED:
-                    # The stream is open, so no error status can be sent: the error is its last event.
-                    # What the events before it called stored is stored; the rest was not.
-                    await response.write(_sse_error("storage_unavailable", NOT_SAVED[language]))
-                    break
-                if item is _TIMEOUT:
-                    await response.write(_sse_error("timeout", TOO_SLOW[language]))
-                    break
-                await response.write(_sse(item))
-                item = await queue.get()
-        except ConnectionResetError:
-            # The client left (a closed tab, a dropped connection): stop writing; the passage so far
-            # is stored, incomplete, when the generation is cancelled below.
-            log.info("story stream client left path=%s", request.path)
-        return response
+        sse = await SseStream(request).open()
+
+        async def generated() -> AsyncIterator[Any]:
+            yield first
+            while (item := await queue.get()) is not _END:
+                yield item
+
+        async for item in sse.relay(generated()):
+            if item is _NOT_STORED:
+                # The stream is open, so no error status can be sent: the error is its last event.
+                # What the events before it called stored is stored; the rest was not.
+                await sse.send("error", {"code": "storage_unavailable", "message": NOT_SAVED[language]})
+                break
+            if item is _TIMEOUT:
+                await sse.send("error", {"code": "timeout", "message": TOO_SLOW[language]})
+                break
+            if not await sse.send(*_sse(item)):
+                break
+        # A client that left (a closed tab, a dropped connection, Stop) is noticed within a second;
+        # the generation is cancelled below and the passage so far is stored, incomplete.
+        return sse.response
     finally:
         if not pumping.done():
             pumping.cancel()
         await asyncio.gather(pumping, return_exceptions=True)
 
 
-def _sse_error(code: str, message: str) -> bytes:
-    return f"event: error\ndata: {json.dumps({'code': code, 'message': message}, ensure_ascii=False)}\n\n".encode()
-
-
-def _sse(event: Any) -> bytes:
+def _sse(event: Any) -> tuple[str, dict]:
+    """A story event as an SSE event's name and data."""
     if isinstance(event, PassageDelta):
-        name, data = "delta", {"candidate": event.candidate, "of": event.total, "text": event.text}
-    elif isinstance(event, CandidateDone):
-        name, data = "candidate", {"candidate": event.candidate, "error": event.error,
-                                   "passage": passage_json(event.passage) if event.passage else None}
-    else:
-        name, data = "done", event.to_json()
-    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+        data = {"candidate": event.candidate, "of": event.total, "text": event.text}
+        if event.reset:
+            data["reset"] = True  # the candidate is written again: clear what was shown of it
+        return "delta", data
+    if isinstance(event, CandidateDone):
+        return "candidate", {"candidate": event.candidate, "error": event.error,
+                             "passage": passage_json(event.passage) if event.passage else None}
+    return "done", event.to_json()
 
 
 async def choose(request: web.Request) -> web.Response:
@@ -326,6 +326,31 @@ async def choose(request: web.Request) -> web.Response:
                       "Укажи `candidate` (1, 2, ...) или `passage_id`.")
     view = await service.choose(user_id, story_id, number=number, passage_id=passage_id)
     return web.json_response({"story": view.to_json()})
+
+
+async def swipe(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request)
+    passage_id, direction = _int(body, "passage_id"), _int(body, "direction")
+    if passage_id is None or direction is None:
+        raise refusal("Give `passage_id` and `direction` (-1 or 1).", "Укажи `passage_id` и `direction` (-1 или 1).")
+    view = await service.swipe(user_id, story_id, passage_id, direction)
+    return web.json_response({"story": view.to_json()})
+
+
+async def rate_passage(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request)
+    value = _int(body, "value")
+    if value is None:
+        raise refusal("Give `value`: 1, -1 or 0.", "Укажи `value`: 1, -1 или 0.")
+    passage = await service.rate(user_id, story_id, _path_id(request, "passage_id"), value)
+    return web.json_response({"passage": passage})
+
+
+async def context(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    return web.json_response(await service.context(user_id, story_id))
 
 
 async def undo(request: web.Request) -> web.Response:
@@ -378,31 +403,65 @@ async def patch_settings(request: web.Request) -> web.Response:
     return web.json_response({"settings": settings.model_dump()})
 
 
+async def _lore_json(service: StoryService, entry) -> dict[str, Any]:
+    return {"id": entry.id, "keys": list(entry.keys), "text": entry.text, "enabled": entry.enabled,
+            "tokens": await service.count_tokens(entry.text)}
+
+
+def _lore_keys(body: dict[str, Any]) -> list[str] | None:
+    keys = body.get("keys")
+    if keys is None:
+        return None
+    if isinstance(keys, str):
+        keys = keys.split(",")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise refusal("`keys` must be a list of keywords.", "`keys` должно быть списком ключевых слов.")
+    return _cleaned(keys)
+
+
+def _bool(body: dict[str, Any], key: str) -> bool | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise refusal(f"`{key}` must be true or false.", f"`{key}` должно быть true или false.")
+    return value
+
+
 async def list_lore(request: web.Request) -> web.Response:
     service, user_id, story_id = await _story(request)
     entries = await service.lore(user_id, story_id)
-    return web.json_response({"lore": [{"id": e.id, "keys": list(e.keys), "text": e.text} for e in entries]})
+    return web.json_response({"lore": [await _lore_json(service, e) for e in entries]})
 
 
 async def add_lore(request: web.Request) -> web.Response:
     service, user_id, story_id = await _story(request)
     body = await read_json(request)
-    keys = body.get("keys")
-    if isinstance(keys, str):
-        keys = keys.split(",")
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise refusal("`keys` must be a list of keywords.", "`keys` должно быть списком ключевых слов.")
-    entry = await service.set_lore(user_id, story_id, _cleaned(keys), _text(body, "text"))
-    return web.json_response({"id": entry.id, "keys": list(entry.keys), "text": entry.text}, status=201)
+    enabled = _bool(body, "enabled")
+    entry = await service.set_lore(user_id, story_id, _lore_keys(body) or [], _text(body, "text"),
+                                   enabled is not False)
+    return web.json_response(await _lore_json(service, entry), status=201)
+
+
+async def patch_lore(request: web.Request) -> web.Response:
+    service, user_id, story_id = await _story(request)
+    body = await read_json(request)
+    unknown = set(body) - {"keys", "text", "enabled"}
+    if unknown:
+        raise refusal(f"Unknown field {sorted(unknown)[0]!r}.", f"Неизвестное поле {sorted(unknown)[0]!r}.")
+    entry = await service.update_lore(user_id, story_id, _path_id(request, "lore_id"), keys=_lore_keys(body),
+                                      text=_text(body, "text", required=False), enabled=_bool(body, "enabled"))
+    return web.json_response(await _lore_json(service, entry))
+
+
+def _path_id(request: web.Request, name: str) -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise NotFound(name) from None
 
 
 async def remove_lore(request: web.Request) -> web.Response:
     service, user_id, story_id = await _story(request)
-    try:
-        lore_id = int(request.match_info["lore_id"])
-    except ValueError:
-        raise NotFound("lore") from None
-    await service.remove_lore(user_id, story_id, lore_id)
+    await service.remove_lore(user_id, story_id, _path_id(request, "lore_id"))
     return web.Response(status=204)
 
 
@@ -423,15 +482,16 @@ async def character(request: web.Request) -> web.StreamResponse:
     if not _wants_stream(request):
         answer = first + "".join([piece async for piece in pieces])
         return web.json_response({"name": name, "answer": answer.strip()})
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await response.prepare(request)
+    sse = await SseStream(request).open()
     answer = first
-    await response.write(f"event: delta\ndata: {json.dumps({'text': first})}\n\n".encode())
-    async for piece in pieces:
+    await sse.send("delta", {"text": first})
+    async for piece in sse.relay(pieces):
         answer += piece
-        await response.write(f"event: delta\ndata: {json.dumps({'text': piece})}\n\n".encode())
-    await response.write(f"event: done\ndata: {json.dumps({'name': name, 'answer': answer.strip()})}\n\n".encode())
-    return response
+        if not await sse.send("delta", {"text": piece}):
+            break
+    # A client that left stops the answer (nothing of it is stored).
+    await sse.send("done", {"name": name, "answer": answer.strip()})
+    return sse.response
 
 
 def add_routes(app: web.Application) -> None:
@@ -452,10 +512,14 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/stories/{story_id}/redo", redo)
     r.add_post("/api/stories/{story_id}/edit", edit)
     r.add_post("/api/stories/{story_id}/branch", branch)
+    r.add_post("/api/stories/{story_id}/swipe", swipe)
+    r.add_post("/api/stories/{story_id}/passages/{passage_id}/rating", rate_passage)
+    r.add_get("/api/stories/{story_id}/context", context)
     r.add_get("/api/stories/{story_id}/export", export)
     r.add_get("/api/stories/{story_id}/settings", get_settings)
     r.add_patch("/api/stories/{story_id}/settings", patch_settings)
     r.add_get("/api/stories/{story_id}/lore", list_lore)
     r.add_post("/api/stories/{story_id}/lore", add_lore)
+    r.add_patch("/api/stories/{story_id}/lore/{lore_id}", patch_lore)
     r.add_delete("/api/stories/{story_id}/lore/{lore_id}", remove_lore)
     r.add_post("/api/stories/{story_id}/character", character)
