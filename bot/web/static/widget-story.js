@@ -21,7 +21,7 @@
       export: "Скачать", empty: "Начни историю: напиши первый отрывок или нажми «Продолжить».",
       generating: "Модель пишет…", saved: "Сохранено", pick_story: "История",
       ready: ["вариант готов — выбери его", "варианта готовы — выбери один", "вариантов готово — выбери один"],
-      candidates: "Варианты", legend: "Кто что написал",
+      candidates: "Варианты", legend: "Кто что написал", studio: "Открыть студию",
       settings: { candidates: "Вариантов за раз", max_new_tokens: "Длина отрывка (токенов)", temperature: "Температура",
                   top_p: "Top-p", repetition_penalty: "Штраф за повторы" }
     },
@@ -34,7 +34,7 @@
       export: "Download", empty: "Start the story: write a first passage, or press Continue and the model will.",
       generating: "The model is writing…", saved: "Saved", pick_story: "Story",
       ready: ["candidate ready — pick it", "candidates ready — pick one"],
-      candidates: "Candidates", legend: "Who wrote what",
+      candidates: "Candidates", legend: "Who wrote what", studio: "Open the studio",
       settings: { candidates: "Candidates per turn", max_new_tokens: "Passage length (tokens)", temperature: "Temperature",
                   top_p: "Top-p", repetition_penalty: "Repetition penalty" }
     }
@@ -70,25 +70,7 @@
       headers: { "Authorization": "Bearer " + W.token(), "Accept": "text/event-stream", "Content-Type": "application/json" }
     }).then(function (response) {
       if (!response.ok) return response.json().then(function (data) { throw new Error(data.error ? data.error.message : response.statusText); });
-      var reader = response.body.getReader(), decoder = new TextDecoder(), buffer = "";
-      function pump() {
-        return reader.read().then(function (chunk) {
-          if (chunk.done) return;
-          buffer += decoder.decode(chunk.value, { stream: true });
-          var parts = buffer.split("\n\n");
-          buffer = parts.pop();
-          parts.forEach(function (part) {
-            var name = "message", data = "";
-            part.split("\n").forEach(function (line) {
-              if (line.indexOf("event: ") === 0) name = line.slice(7);
-              else if (line.indexOf("data: ") === 0) data += line.slice(6);
-            });
-            if (data) onEvent(name, JSON.parse(data));
-          });
-          return pump();
-        });
-      }
-      return pump();
+      return window.TandemSse.read(response, onEvent);
     });
   }
 
@@ -98,6 +80,10 @@
   var titleInput = el("input", { type: "text", placeholder: T.title, "aria-label": T.title, maxlength: "200" });
   var newForm = el("form", { class: "story-bar", onsubmit: function (e) { e.preventDefault(); create(); } },
                    [picker, titleInput, el("button", { type: "submit", class: "secondary", text: T.newStory })]);
+  // The full-page writing studio shares this session (same origin, same stored token) and opens this story.
+  var studioLink = el("a", { class: "studio-link", href: new URL("write", W.base).href, target: "_blank",
+                             rel: "noopener", text: T.studio });
+  newForm.appendChild(studioLink);
   var legend = el("div", { class: "legend", "aria-label": T.legend }, [
     el("span", { class: "user", text: T.you }), el("span", { class: "model", text: T.model }),
     el("span", { class: "edited", text: T.edited })
@@ -163,6 +149,7 @@
   function render(story) {
     state.story = story;
     W.store("story", story.id);
+    studioLink.href = new URL("write?story=" + story.id, W.base).href;
     passages.textContent = "";
     if (!story.passages.length) passages.appendChild(el("p", { class: "empty", text: T.empty }));
     story.passages.forEach(function (p) { passages.appendChild(passage(p)); });
@@ -242,7 +229,9 @@
     stream("/" + id() + path, body, function (name, data) {
       if (name === "delta") {
         if (!cards[data.candidate]) { cards[data.candidate] = candidate(null, data.candidate); candidates.appendChild(cards[data.candidate]); }
-        cards[data.candidate].querySelector(".body").appendChild(document.createTextNode(data.text));
+        var shown = cards[data.candidate].querySelector(".body");
+        if (data.reset) shown.textContent = ""; // the candidate is written again: what was shown goes
+        shown.appendChild(document.createTextNode(data.text));
         scroller.scrollTop = scroller.scrollHeight;
       } else if (name === "candidate" && data.passage && cards[data.candidate]) {
         cards[data.candidate].setAttribute("data-passage-id", data.passage.id);

@@ -581,12 +581,17 @@
     if (opts.open === "true" || store("open")) setOpen(true);
     showView("chat");
     connect();
-    // Story mode lives in its own file, loaded only when the server offers it.
+    // Story mode lives in its own file, loaded only when the server offers it, after the SSE
+    // reader it streams passages with (sse-reader.js, shared with the studio).
     if (opts.story !== "false") {
-      var story = document.createElement("script");
-      story.src = new URL("widget-story.js", base).href;
-      story.async = true;
-      document.head.appendChild(story);
+      var reader = document.createElement("script");
+      reader.src = new URL("sse-reader.js", base).href;
+      reader.onload = function () {
+        var story = document.createElement("script");
+        story.src = new URL("widget-story.js", base).href;
+        document.head.appendChild(story);
+      };
+      document.head.appendChild(reader);
     }
   }
   if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
