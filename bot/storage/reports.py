@@ -19,7 +19,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import aliased
 
 from bot.storage.database import Database
-from bot.storage.schema import Conversation, Feedback, FeedbackOffer, Message
+from bot.storage.schema import Conversation, Feedback, FeedbackOffer, Message, Passage, Story
 
 EXPORT_FIELDS = (
     "feedback_id", "kind", "value", "comment", "channel", "created_at", "conversation_id", "user_id",
@@ -62,6 +62,37 @@ class CommentRow:
     conversation_id: str
 
 
+@dataclass(frozen=True)
+class StoryStats:
+    """Story co-writing: `stories` and `thumbs_*` are over all time, the rest over the report window."""
+
+    stories: int = 0
+    stories_started: int = 0
+    passages_user: int = 0
+    passages_model: int = 0
+    passages_edited: int = 0
+    model_incomplete: int = 0  # model passages cut short (stopped, timed out, too long)
+    # Model passages offered beside other candidates (a group of two or more; StoryService makes every
+    # generated passage a candidate and takes a lone one itself), and those of them chosen.
+    candidates: int = 0
+    candidates_chosen: int = 0
+    thumbs_up: int = 0
+    thumbs_down: int = 0
+
+    @property
+    def passages(self) -> int:
+        return self.passages_user + self.passages_model + self.passages_edited
+
+    @property
+    def candidate_choice_rate(self) -> float | None:
+        return self.candidates_chosen / self.candidates if self.candidates else None
+
+    @property
+    def thumbs_up_ratio(self) -> float | None:
+        total = self.thumbs_up + self.thumbs_down
+        return self.thumbs_up / total if total else None
+
+
 @dataclass
 class FeedbackReport:
     """The numbers of the dashboard over the last `days` days (totals are over all time)."""
@@ -83,6 +114,7 @@ class FeedbackReport:
     average_turns: float | None = None
     average_duration_s: float | None = None
     latest_comments: list[CommentRow] = field(default_factory=list)
+    stories: StoryStats = field(default_factory=StoryStats)
 
     @property
     def offer_response_rate(self) -> float | None:
@@ -101,6 +133,9 @@ class FeedbackReport:
             data[key] = [asdict(s) | {"ratio": s.ratio} for s in getattr(self, key)]
         data["offer_response_rate"] = self.offer_response_rate
         data["thumbs_up_ratio"] = self.thumbs_up_ratio
+        data["stories"] |= {"passages": self.stories.passages,
+                            "candidate_choice_rate": self.stories.candidate_choice_rate,
+                            "thumbs_up_ratio": self.stories.thumbs_up_ratio}
         return data
 
     def to_text(self) -> str:
@@ -120,6 +155,13 @@ class FeedbackReport:
         lines.append("per day (conversations / turns / users):")
         lines += [f"  {d.day}  {d.conversations:>4} {d.turns:>5} {d.users:>4}" for d in self.by_day if d.turns
                   or d.conversations] or ["  (no activity)"]
+        st = self.stories
+        lines.append(f"stories {st.stories} ({st.stories_started} started in the last {self.days} days)")
+        lines.append(f"passages in the last {self.days} days: {st.passages} ({st.passages_user} user, "
+                     f"{st.passages_model} model, {st.passages_edited} edited); "
+                     f"{st.model_incomplete} model passage(s) incomplete")
+        lines.append(f"alternatives: {st.candidates_chosen}/{st.candidates} chosen ({_pct(st.candidate_choice_rate)})")
+        lines.append(f"passage thumbs: {st.thumbs_up} up, {st.thumbs_down} down ({_pct(st.thumbs_up_ratio)} up)")
         lines.append("latest comments:")
         lines += [f"  {c.created_at[:16]}  {c.kind}{'' if c.value is None else ' ' + str(c.value)}: "
                   f"{' '.join(c.comment.split())}" for c in self.latest_comments] or ["  (none)"]
@@ -189,6 +231,7 @@ async def build_report(db: Database, *, days: int = 30, now: datetime | None = N
             select(Feedback.created_at, Feedback.kind, Feedback.value, Feedback.comment, Feedback.conversation_id)
             .where(Feedback.comment.is_not(None)).order_by(Feedback.id.desc()).limit(comments)
         )).all()
+        report.stories = await _story_stats(session, since)
 
     report.by_day = _by_day(first_day, days, started, turn_rows)
     _add_ratings(report, ratings)
@@ -202,6 +245,41 @@ async def build_report(db: Database, *, days: int = 30, now: datetime | None = N
         for r in latest
     ]
     return report
+
+
+async def _story_stats(session, since: datetime) -> StoryStats:
+    """Four grouped counts; CASE sums (not FILTER) so SQLite and PostgreSQL both run them."""
+
+    def count_if(condition):
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    stories, started = (await session.execute(
+        select(func.count(), count_if(Story.created_at >= since)).select_from(Story))).one()
+    by_author = {row[0]: row[1:] for row in (await session.execute(
+        select(Passage.author, func.count(), count_if(Passage.status == "incomplete"))
+        .where(Passage.created_at >= since).group_by(Passage.author)
+    )).all()}
+    # Alternatives are candidates offered beside others: a lone candidate is taken by itself, so
+    # counting it would make nearly every passage a "choice".
+    offered_together = (
+        select(Passage.story_id, Passage.candidate_group).where(Passage.candidate_group.is_not(None))
+        .group_by(Passage.story_id, Passage.candidate_group).having(func.count() > 1).subquery())
+    candidates, chosen = (await session.execute(
+        select(func.count(), count_if(Passage.chosen_at.is_not(None))).select_from(Passage)
+        .join(offered_together, (offered_together.c.story_id == Passage.story_id)
+              & (offered_together.c.candidate_group == Passage.candidate_group))
+        .where(Passage.created_at >= since, Passage.author == "model"))).one()
+    thumbs = dict((await session.execute(
+        select(Passage.rating, func.count()).where(Passage.rating.is_not(None)).group_by(Passage.rating)
+    )).all())
+    model = by_author.get("model", (0, 0))
+    return StoryStats(
+        stories=stories, stories_started=int(started),
+        passages_user=by_author.get("user", (0,))[0], passages_model=model[0],
+        passages_edited=by_author.get("edited", (0,))[0],
+        model_incomplete=int(model[1]), candidates=int(candidates), candidates_chosen=int(chosen),
+        thumbs_up=thumbs.get(1, 0), thumbs_down=thumbs.get(-1, 0),
+    )
 
 
 def _by_day(first_day: date, days: int, started, turn_rows) -> list[DayCount]:

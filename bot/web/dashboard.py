@@ -145,6 +145,29 @@ def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
     return "—" if value is None else pattern.format(value)
 
 
+def _stories_panel(report: FeedbackReport) -> str:
+    st = report.stories
+    if not st.stories:
+        return '<section class="panel wide"><h2>Stories</h2><p>No stories yet.</p></section>'
+    cards = "".join([
+        _card("Stories", str(st.stories), f"{st.stories_started} started in the last {report.days} days"),
+        _card("Passages", str(st.passages), f"{st.passages_user} user, {st.passages_model} model, "
+                                            f"{st.passages_edited} edited, last {report.days} days"),
+        _card("Incomplete", str(st.model_incomplete), f"of {st.passages_model} model passages"),
+        _card("Alternatives chosen", _fmt(st.candidate_choice_rate, "{:.0%}"),
+              f"{st.candidates_chosen} of {st.candidates} candidates"),
+        _card("Passage thumbs up", _fmt(st.thumbs_up_ratio, "{:.0%}"),
+              f"{st.thumbs_up} up, {st.thumbs_down} down, all time"),
+    ])
+    by_author = bar_chart([("user", st.passages_user), ("model", st.passages_model), ("edited", st.passages_edited)],
+                          f"Passages by author over the last {report.days} days")
+    chosen = gauge(st.candidate_choice_rate, "Share of alternative passages chosen",
+                   f"{st.candidates_chosen} of {st.candidates} candidates")
+    return f"""<section class="panel wide"><h2>Stories</h2><section class="cards">{cards}</section>
+<div class="grid"><div><h3>Passages by author, last {report.days} days</h3>{by_author}</div>
+<div><h3>Alternatives chosen</h3>{chosen}</div></div></section>"""
+
+
 def render(report: FeedbackReport) -> str:
     duration = report.average_duration_s
     duration_text = "—" if duration is None else (f"{duration / 60:.1f} min" if duration >= 60 else f"{duration:.0f} s")
@@ -192,6 +215,7 @@ def render(report: FeedbackReport) -> str:
 </div>
 <section class="panel wide"><h2>Thumbs up by skill</h2>{by_skill}</section>
 <section class="panel wide"><h2>Thumbs up by dialog graph node</h2>{by_node}</section>
+{_stories_panel(report)}
 <section class="panel wide"><h2>Latest comments</h2>
 <table><thead><tr><th scope="col">When (UTC)</th><th scope="col">Kind</th><th scope="col">Comment</th>
 <th scope="col">Conversation</th></tr></thead><tbody>{comments}</tbody></table></section>
@@ -215,6 +239,8 @@ main.narrow { max-width: 380px; margin-top: 10vh; background: #fff; border-radiu
 .card small { color: #52525b; }
 .panel { background: #fff; border-radius: 12px; padding: 12px 16px 16px; margin-bottom: 16px; box-shadow: 0 1px 2px rgba(0,0,0,.08); }
 .panel h2 { font-size: 16px; margin: 0 0 8px; }
+.panel h3 { font-size: 14px; margin: 0 0 6px; color: #52525b; }
+.panel .card { box-shadow: 0 0 0 1px #e4e4e7; }
 .grid { display: grid; grid-template-columns: 2fr 1fr; gap: 16px; }
 .grid svg { max-height: 220px; }
 @media (max-width: 700px) { .grid { grid-template-columns: 1fr; } }

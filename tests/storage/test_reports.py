@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import update
 
@@ -13,8 +13,9 @@ from bot.core.state import DialogState
 from bot.storage.conversations import ConversationRepo, NewMessage
 from bot.storage.database import Database
 from bot.storage.feedback import FeedbackRepo
-from bot.storage.reports import build_report, feedback_rows, rows_to_csv, rows_to_json
-from bot.storage.schema import Message
+from bot.storage.reports import StoryStats, build_report, feedback_rows, rows_to_csv, rows_to_json
+from bot.storage.schema import Message, Passage, Story
+from bot.storage.stories import NewPassage, StoryRepo
 
 
 async def turn(repo: ConversationRepo, conversation: str, text: str, answer: str, **bot_fields) -> int:
@@ -52,6 +53,42 @@ async def seed(db: Database) -> dict:
     return {"first": first, "second": second, "helped": helped, "told": told}
 
 
+def window_start(now: datetime, days: int) -> datetime:
+    """The first instant build_report counts for `days` (midnight UTC, days - 1 days back)."""
+    return datetime.combine(now.date() - timedelta(days=days - 1), time.min, UTC)
+
+
+async def seed_stories(db: Database, since: datetime) -> None:
+    """Three stories: `fresh` now, `edge` exactly at the window start (inside), `old` a second before it
+    (outside: it and its passages count in the all-time totals only)."""
+    stories = StoryRepo(db)
+    ann = await ConversationRepo(db).user_for("web", "ann")
+    fresh = (await stories.create_story(ann, "Fresh")).id
+    _, (opening, told) = await stories.add_passages(ann, fresh, [
+        NewPassage("user", "Once"), NewPassage("model", "upon a time", parent_index=0)])
+    _, (kept, _cut) = await stories.add_passages(ann, fresh, [
+        NewPassage("model", "there was", parent_id=told.id, candidate=True),
+        NewPassage("model", "there w", parent_id=told.id, candidate=True, status="incomplete")])
+    await stories.move_cursor(ann, fresh, kept.id, {}, chosen_id=kept.id)
+    _, (edited,) = await stories.add_passages(ann, fresh, [
+        NewPassage("edited", "upon a night", parent_id=opening.id, source_id=told.id)])
+    edge = (await stories.create_story(ann, "Edge")).id
+    # A lone candidate, taken by itself: no alternative was offered, so it is no choice.
+    _, (on_edge,) = await stories.add_passages(ann, edge, [NewPassage("model", "It began", candidate=True)])
+    await stories.move_cursor(ann, edge, on_edge.id, {}, chosen_id=on_edge.id)
+    old = (await stories.create_story(ann, "Old")).id
+    _, old_passages = await stories.add_passages(ann, old, [
+        NewPassage("user", "Long ago"), NewPassage("model", "a", parent_index=0, candidate=True, status="incomplete")])
+    await stories.move_cursor(ann, old, old_passages[1].id, {}, chosen_id=old_passages[1].id)
+    for story, passage, value in ((fresh, told, 1), (fresh, kept, 1), (fresh, edited, -1), (old, old_passages[1], 1),
+                                  (edge, on_edge, -1), (edge, on_edge, None)):  # a thumb taken back counts not
+        await stories.rate_passage(ann, story, passage.id, value)
+    async with db.transaction() as session:
+        for story_id, at in ((edge, since), (old, since - timedelta(seconds=1))):
+            await session.execute(update(Story).where(Story.id == story_id).values(created_at=at))
+            await session.execute(update(Passage).where(Passage.story_id == story_id).values(created_at=at))
+
+
 async def test_the_report_counts_what_was_stored(database_url: str) -> None:
     db = Database(database_url)
     await db.migrate()
@@ -77,6 +114,48 @@ async def test_the_report_counts_what_was_stored(database_url: str) -> None:
     assert json.loads(json.dumps(report.to_json()))["offer_response_rate"] == 0.5
 
 
+async def test_the_report_counts_stories_and_passages_within_the_window(database_url: str) -> None:
+    db = Database(database_url)
+    await db.migrate()
+    now = datetime.now(UTC)
+    try:
+        await seed_stories(db, window_start(now, 7))
+        report = await build_report(db, days=7, now=now)
+    finally:
+        await db.close()
+    assert report.stories == StoryStats(
+        stories=3, stories_started=2,  # the old story counts in the total only
+        passages_user=1, passages_model=4, passages_edited=1,  # the old story's two passages are outside
+        model_incomplete=1, candidates=2, candidates_chosen=1,
+        thumbs_up=3, thumbs_down=1,  # all time: the old story's thumb counts, the one taken back does not
+    )
+    assert report.stories.passages == 6 and report.stories.candidate_choice_rate == 0.5
+    assert report.stories.thumbs_up_ratio == 0.75
+    assert report.conversations == 0  # stories are no conversations
+    data = json.loads(json.dumps(report.to_json()))["stories"]
+    assert data["stories_started"] == 2 and data["passages"] == 6 and data["thumbs_up_ratio"] == 0.75
+    assert data["candidate_choice_rate"] == 0.5
+    text = report.to_text()
+    assert "stories 3 (2 started in the last 7 days)" in text
+    assert "passages in the last 7 days: 6 (1 user, 4 model, 1 edited); 1 model passage(s) incomplete" in text
+    assert "alternatives: 1/2 chosen (50%)" in text and "passage thumbs: 3 up, 1 down (75% up)" in text
+
+
+async def test_a_one_day_window_leaves_yesterdays_stories_out(database_url: str) -> None:
+    db = Database(database_url)
+    await db.migrate()
+    now = datetime.now(UTC)
+    try:
+        await seed_stories(db, window_start(now, 7))  # `edge` six days ago: outside one day
+        report = await build_report(db, days=1, now=now)
+    finally:
+        await db.close()
+    st = report.stories
+    assert (st.stories, st.stories_started) == (3, 1)
+    assert (st.passages_user, st.passages_model, st.passages_edited, st.model_incomplete) == (1, 3, 1, 1)
+    assert (st.candidates, st.candidates_chosen, st.thumbs_up, st.thumbs_down) == (2, 1, 3, 1)
+
+
 async def test_an_empty_database_gives_an_empty_report(database_url: str) -> None:
     db = Database(database_url)
     await db.migrate()
@@ -88,6 +167,11 @@ async def test_an_empty_database_gives_an_empty_report(database_url: str) -> Non
     assert report.conversations == 0 and report.rating_average is None and report.offer_response_rate is None
     assert [d.turns for d in report.by_day] == [0, 0, 0]
     assert "(none)" in report.to_text()
+    assert report.stories == StoryStats() and report.stories.passages == 0
+    assert report.stories.thumbs_up_ratio is None and report.stories.candidate_choice_rate is None
+    assert report.to_json()["stories"]["thumbs_up_ratio"] is None
+    assert "stories 0 (0 started in the last 3 days)" in report.to_text()
+    assert "passage thumbs: 0 up, 0 down (— up)" in report.to_text()
 
 
 async def test_the_export_joins_the_messages_and_defuses_formulas(database_url: str) -> None:

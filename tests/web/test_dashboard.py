@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from bot.server import init_app
+from bot.storage.stories import NewPassage, StoryRepo
 
 TOKEN = "s3cret-admin"
 
@@ -51,6 +52,35 @@ async def test_the_login_form_sets_an_httponly_cookie_that_opens_the_dashboard(c
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
 
 
+async def test_the_stories_panel_shows_the_story_numbers(client, tandem) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    empty = await (await client.get("/admin", headers=auth)).text()
+    assert "<h2>Stories</h2><p>No stories yet.</p>" in empty
+    assert (await (await client.get("/admin/report.json", headers=auth)).json())["stories"]["stories"] == 0
+    stories = StoryRepo(tandem.db)
+    user_id, _ = await tandem.conversations.create_token_user("web")
+    story = (await stories.create_story(user_id, "Night")).id
+    _, (opening,) = await stories.add_passages(user_id, story, [NewPassage("user", "Once")])
+    _, (kept, _cut) = await stories.add_passages(user_id, story, [
+        NewPassage("model", "upon", parent_id=opening.id, candidate=True),
+        NewPassage("model", "up", parent_id=opening.id, candidate=True, status="incomplete")])
+    await stories.move_cursor(user_id, story, kept.id, {}, chosen_id=kept.id)
+    await stories.rate_passage(user_id, story, kept.id, 1)
+    page = await client.get("/admin?days=7", headers=auth)
+    html = await page.text()
+    assert page.status == 200 and "No stories yet" not in html
+    panel = html[html.index("<h2>Stories</h2>"):html.index("<h2>Latest comments</h2>")]
+    assert "<span>Stories</span><strong>1</strong><small>1 started in the last 7 days</small>" in panel
+    assert "<strong>3</strong><small>1 user, 2 model, 0 edited, last 7 days</small>" in panel
+    assert "<span>Incomplete</span><strong>1</strong><small>of 2 model passages</small>" in panel
+    assert "<span>Alternatives chosen</span><strong>50%</strong><small>1 of 2 candidates</small>" in panel
+    assert "<span>Passage thumbs up</span><strong>100%</strong><small>1 up, 0 down, all time</small>" in panel
+    assert panel.count("<svg") == 2 and "<script" not in panel
+    report = await (await client.get("/admin/report.json?days=7", headers=auth)).json()
+    assert report["stories"]["passages_model"] == 2
+    assert (report["stories"]["candidate_choice_rate"], report["stories"]["thumbs_up_ratio"]) == (0.5, 1.0)
+
+
 async def test_exports_carry_the_feedback(client, tandem) -> None:
     conversation = await feedback_data(tandem)
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -76,7 +106,7 @@ async def test_the_demo_page_and_widget_files_are_served(tandem) -> None:
         page = await client.get("/")
         assert page.status == 200 and 'src="/widget.js"' in await page.text()
         for name, kind in (("widget.js", "text/javascript"), ("widget-story.js", "text/javascript"),
-                           ("widget.css", "text/css")):
+                           ("sse-reader.js", "text/javascript"), ("widget.css", "text/css")):
             response = await client.get(f"/{name}")
             assert response.status == 200 and response.content_type == kind
         assert (await client.get("/static/../bot/settings.py")).status == 404
