@@ -172,12 +172,12 @@ def migrate(config: Path | None) -> None:
 def _add_tool_groups() -> None:
     from bot.dialog.cli import graph
     from bot.doctor import doctor
-    from bot.evaluation.cli import eval_group
+    from bot.evaluation.cli import eval_group, story_group
     from bot.models.cli import model
     from bot.nlu.cli import nlu
     from bot.web.cli import feedback
 
-    for group in (graph, nlu, feedback, model, doctor, eval_group):
+    for group in (graph, nlu, feedback, model, doctor, eval_group, story_group):
         main.add_command(group)
 
 

@@ -1,4 +1,5 @@
-"""`tandem eval ...`: run Tandem's own evaluation sets (the conversation set) and report the pass rates."""
+"""`tandem eval ...` and `tandem story eval`: run Tandem's own evaluation sets (the conversations, the
+story openings) and report the pass rates."""
 
 from __future__ import annotations
 
@@ -90,3 +91,67 @@ async def _run(settings, cases, model: str, concurrency: int):
         name = model if model == FAKE else tandem.settings.lm.model
         return await run_conversations(tandem, cases, with_model=model != FAKE, concurrency=concurrency,
                                        model_name=name, progress=progress)
+
+
+# --- `tandem story ...` ------------------------------------------------------------------------------
+
+DEFAULT_STORY_SET = PROJECT_ROOT / "evals" / "stories"
+DEFAULT_STORY_REPORT = PROJECT_ROOT / "test-artifacts" / "story-eval.md"
+
+
+@click.group("story")
+def story_group() -> None:
+    """Tools for the story co-writer: measure the passages it writes."""
+
+
+@story_group.command("eval")
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False),
+              help="TOML settings file (default: $TANDEM_CONFIG or ./tandem.toml).")
+@click.option("--set", "set_path", type=click.Path(path_type=Path), default=DEFAULT_STORY_SET,
+              help="A story opening file, or a folder of them.  [default: evals/stories]")
+@click.option("--model", default="default", show_default=True,
+              help="fake (a scripted model: checks the plumbing, not the writing), default (the configured "
+                   "lm.model), or any lm.model value.")
+@click.option("--language", type=click.Choice(["en", "ru", "all"]), default="all", show_default=True,
+              help="Only the openings in this language.")
+@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), default=DEFAULT_STORY_REPORT,
+              help="The Markdown file with both texts of every opening.  [default: test-artifacts/story-eval.md]")
+@click.option("--limit", type=click.IntRange(min=1), help="Run only the first N openings (after --language).")
+def story_eval_command(config, set_path, model, language, out, limit) -> None:
+    """Continue every opening of the set with Tandem's story settings and with a naive prompt on the
+    same model; print each check's pass rate per side and write both texts side by side."""
+    from bot.evaluation.stories import evaluate_stories, format_markdown, format_table
+    from bot.evaluation.story_set import load_openings
+    from bot.settings import load_settings
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        # The table is the output: the model worker's start-up lines would bury it.
+        settings = load_settings(config).model_copy(update={"log_level": "WARNING"})
+        openings = load_openings(set_path)
+    except BotError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if language != "all":
+        openings = [item for item in openings if item.language == language]
+    openings = openings[:limit] if limit else openings
+    if not openings:
+        click.echo(f"error: {set_path} has no openings in {language}", err=True)
+        sys.exit(2)
+    click.echo(f"{len(openings)} openings; model {model}; two texts each (tandem, naive)", err=True)
+
+    def progress(result, done: int, total: int) -> None:
+        marks = ", ".join(f"{side} {len(text.failed)} failed" for side, text in result.sides.items())
+        click.echo(f"  [{done}/{total}] {result.item.id}: {marks}", err=True)
+
+    try:
+        report = asyncio.run(evaluate_stories(settings, openings, model, progress))
+    except BotError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(format_table(report))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shown = set_path.relative_to(PROJECT_ROOT) if set_path.resolve().is_relative_to(PROJECT_ROOT) else set_path
+    out.write_text(format_markdown(report, shown), encoding="utf-8")
+    click.echo(f"wrote {out}", err=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.core.errors import ConfigError
+from bot.evaluation.set_files import load_set
 from bot.nlu.catalogue import IntentCatalogue
 
 # reply.skill values: a skill's name, "graph" (a dialog graph node answered), "dispatcher" (refused input).
@@ -34,10 +33,6 @@ _NODE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 ReplyStatus = Literal["complete", "incomplete", "fallback", "rejected"]
 Language = Literal["en", "ru"]
-
-
-class EvalSetError(ConfigError):
-    """A conversation file is malformed; the message names the file, conversation and turn."""
 
 
 class ExpectedTurn(BaseModel):
@@ -140,44 +135,7 @@ class ConversationCase(BaseModel):
 def load_conversations(path: Path) -> list[ConversationCase]:
     """Every conversation of one file, or of every *.yaml of a folder, in file order; ids are
     unique across the whole set (each names one user of the run)."""
-    path = Path(path)
-    if not path.exists():
-        raise EvalSetError(f"{path}: no such file or folder")
-    files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
-    if not files:
-        raise EvalSetError(f"{path}: no conversation files (*.yaml) found")
-    conversations: list[ConversationCase] = []
-    seen: dict[str, Path] = {}
-    for file in files:
-        for case in _load_file(file):
-            if case.id in seen:
-                raise EvalSetError(f"{file}: conversation {case.id!r}: the id is used again (first in {seen[case.id]})")
-            seen[case.id] = file
-            conversations.append(case)
-    return conversations
-
-
-def _load_file(file: Path) -> list[ConversationCase]:
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise EvalSetError(f"{file}: cannot read the conversations: {exc}") from exc
-    if not isinstance(raw, dict) or not isinstance(raw.get("conversations"), list):
-        raise EvalSetError(f"{file}: expected a mapping with a top-level `conversations:` list")
-    unknown = set(raw) - {"conversations"}
-    if unknown:
-        raise EvalSetError(f"{file}: unknown top-level keys {sorted(unknown)}")
-    cases = []
-    for index, body in enumerate(raw["conversations"], start=1):
-        name = body.get("id") if isinstance(body, dict) else None
-        where = f"{file}: conversation {name!r}" if name else f"{file}: conversation #{index}"
-        if not isinstance(body, dict):
-            raise EvalSetError(f"{where}: expected a mapping, got {type(body).__name__}")
-        try:
-            cases.append(ConversationCase.model_validate({**body, "source": str(file)}))
-        except ValidationError as exc:
-            raise EvalSetError(f"{where}: {_describe(exc)}") from exc
-    return cases
+    return load_set(path, ConversationCase, key="conversations", noun="conversation", describe=_describe)
 
 
 def _describe(exc: ValidationError) -> str:

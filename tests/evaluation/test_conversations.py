@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.evaluation.conversation_set import (
-    EvalSetError,
-    copied_examples,
-    load_conversations,
-)
+from bot.evaluation.conversation_set import copied_examples, load_conversations
 from bot.evaluation.conversations import eval_tandem, run_conversations
+from bot.evaluation.set_files import EvalSetError
 from bot.evaluation.report import format_report
 from bot.nlu.catalogue import IntentCatalogue
 from bot.settings import PROJECT_ROOT
