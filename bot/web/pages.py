@@ -1,5 +1,5 @@
 """The widget's static files (widget.js, widget.css, widget-story.js, sse-reader.js), the demo page at `/` and the
-writing studio at `/write` (studio.html, studio.js, studio.css)."""
+writing studio at `/write` (studio.html, studio.js, studio-texts.js, studio.css)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ FILES = {
     "sse-reader.js": "text/javascript",
     "widget.css": "text/css",
     "studio.js": "text/javascript",
+    "studio-texts.js": "text/javascript",
     "studio.css": "text/css",
 }
 # Short cache: a page embedding the widget picks up a new version within minutes.
