@@ -24,13 +24,12 @@ from pydantic import (
     model_validator,
 )
 
-from bot.evaluation.set_files import load_set
+from bot.evaluation.set_files import SLUG, checked_id, load_set
 from bot.nlu.catalogue import IntentCatalogue
 
 # reply.skill values: a skill's name, "graph" (a dialog graph node answered), "dispatcher" (refused input).
 _ROUTE = re.compile(r"^[a-z][a-z0-9_]*$")
 _NODE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 ReplyStatus = Literal["complete", "incomplete", "fallback", "rejected"]
 Language = Literal["en", "ru"]
 
@@ -113,15 +112,13 @@ class ConversationCase(BaseModel):
     @field_validator("id")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _ID.match(value):
-            raise ValueError(f"an id is lowercase letters, digits, - and _, got {value!r}")
-        return value
+        return checked_id(value)
 
     @field_validator("tags")
     @classmethod
     def _tag_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for tag in value:
-            if not _ID.match(tag):
+            if not SLUG.match(tag):
                 raise ValueError(f"a tag is lowercase letters, digits, - and _, got {tag!r}")
         return value
 

@@ -7,16 +7,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import re
+
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from bot.core.errors import ConfigError
 
 Item = TypeVar("Item", bound=BaseModel)
+# An item's id or tag: lowercase letters, digits, - and _ (an id names a user of the run and a
+# section of the report).
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 class EvalSetError(ConfigError):
     """An evaluation set file is malformed; the message names the file and the item."""
+
+
+def checked_id(value: str) -> str:
+    """An item's id as given, when it is lowercase letters, digits, - and _ (a validator's body)."""
+    if not SLUG.match(value):
+        raise ValueError(f"an id is lowercase letters, digits, - and _, got {value!r}")
+    return value
 
 
 def describe_first_error(exc: ValidationError) -> str:

@@ -15,10 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.evaluation.set_files import load_set
+from bot.evaluation.set_files import checked_id, load_set
 from bot.story.polish import script_language
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 Language = Literal["en", "ru"]
 
 # Colour words by family: words of one family never contradict each other ("red" and "crimson").
@@ -94,9 +93,7 @@ class StoryOpening(BaseModel):
     @field_validator("id")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _ID.match(value):
-            raise ValueError(f"an id is lowercase letters, digits, - and _, got {value!r}")
-        return value
+        return checked_id(value)
 
     @field_validator("facts", "facts_exact")
     @classmethod
