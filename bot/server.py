@@ -11,6 +11,7 @@ from bot.app import Tandem
 from bot.channels import http_api, ratelimit, story_api
 from bot.channels.services import SERVICES, Services
 from bot.core.errors import StorageError
+from bot.core.log_limits import throttle_server_errors
 from bot.workers import worker_index
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 def init_app(tandem: Tandem) -> web.Application:
     """Build the web application over a running Tandem (the caller owns Tandem's lifecycle)."""
+    throttle_server_errors()  # malformed requests and dropped uploads: one line per kind a minute
     app = web.Application(middlewares=[json_errors], client_max_size=tandem.settings.server.max_body_bytes)
     app[TANDEM] = tandem
     server = tandem.settings.server

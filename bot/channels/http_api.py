@@ -94,7 +94,9 @@ def json_error(status: int, code: str, message: str) -> web.Response:
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
     try:
-        body = await request.json(loads=json.loads)
+        # Bytes, not request.json(): JSON is UTF-8 (RFC 8259) whatever charset the header names,
+        # and decoding by an unknown one ("charset=nope") would raise LookupError, a 500.
+        body = json.loads((await request.read()).decode("utf-8"))
     except (ValueError, RecursionError):
         # ValueError covers bad JSON and bad UTF-8; RecursionError, arrays nested thousands deep.
         raise web.HTTPBadRequest(reason="invalid JSON") from None

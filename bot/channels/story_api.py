@@ -121,7 +121,7 @@ def _int(body: dict[str, Any], key: str) -> int | None:
     value = body.get(key)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not isinstance(value, int) or isinstance(value, bool) or not -MAX_INT - 1 <= value <= MAX_INT:
         raise refusal(f"`{key}` must be a whole number.", f"`{key}` должно быть целым числом.")
     return value
 
@@ -135,14 +135,29 @@ def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str | Non
     return clean_text(value)
 
 
-def _cleaned(value: Any) -> Any:
-    """Every string inside a JSON value cleaned as chat text is (an import holds dozens)."""
+# The deepest a story body nests (an export is five levels deep); past this it is refused, not
+# walked: deep nesting only ends in a RecursionError.
+MAX_NESTING = 32
+# Numbers past a 64-bit column are refused before anything reaches the database.
+MAX_INT = 2**63 - 1
+
+
+def _cleaned(value: Any, depth: int = 0) -> Any:
+    """Every string inside a JSON value cleaned as chat text is (an import holds dozens); nesting
+    past MAX_NESTING and integers past MAX_INT are refused."""
+    if depth > MAX_NESTING:
+        raise refusal(f"That is nested too deeply (more than {MAX_NESTING} levels).",
+                      f"Слишком глубокая вложенность (больше {MAX_NESTING} уровней).")
     if isinstance(value, str):
         return clean_text(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not -MAX_INT - 1 <= value <= MAX_INT:
+        raise refusal("A number in it is too large.", "Одно из чисел слишком большое.")
     if isinstance(value, list):
-        return [_cleaned(item) for item in value]
+        return [_cleaned(item, depth + 1) for item in value]
     if isinstance(value, dict):
-        return {clean_text(key): _cleaned(item) for key, item in value.items()}
+        return {clean_text(key): _cleaned(item, depth + 1) for key, item in value.items()}
     return value
 
 
@@ -454,9 +469,12 @@ async def patch_lore(request: web.Request) -> web.Response:
 
 def _path_id(request: web.Request, name: str) -> int:
     try:
-        return int(request.match_info[name])
+        value = int(request.match_info[name])
     except ValueError:
         raise NotFound(name) from None
+    if not 0 < value <= MAX_INT:
+        raise NotFound(name)  # no row has such an id (and the database could not be asked)
+    return value
 
 
 async def remove_lore(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import os
 import re
@@ -225,7 +226,7 @@ class TelegramChannel:
         if app is None or not app.running:
             raise web.HTTPServiceUnavailable(reason="the Telegram channel is not running")
         try:
-            data = await request.json()
+            data = json.loads((await request.read()).decode("utf-8"))  # UTF-8 whatever charset the header names
             if not isinstance(data, dict):
                 raise TypeError(type(data).__name__)
             update = Update.de_json(data, app.bot)

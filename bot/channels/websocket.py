@@ -40,10 +40,13 @@ from bot.channels.origins import origin_allowed
 from bot.channels.ratelimit import LIMITS, WebLimits, client_ip, retry_after_s, slow_down_message
 from bot.channels.services import SERVICES, Services
 from bot.core.errors import InputError, NotFound, StorageError
+from bot.core.log_limits import LogThrottle
 from bot.core.messages import MAX_CLIENT_MESSAGE_ID_CHARS, Incoming, Reply, ReplyStream
 from bot.core.text import clean_comment, clean_user_text
 
 log = logging.getLogger(__name__)
+# Rate-limited frames are logged once per client a minute (a ping flood is thousands a minute).
+RATE_LIMIT_LOG = LogThrottle()
 
 CHANNEL = "web"
 MAX_CLIENT_ID_CHARS = MAX_CLIENT_MESSAGE_ID_CHARS
@@ -183,7 +186,11 @@ class WidgetSession:
             if wait == 0 and kind == "message" and self.user_id is not None:
                 wait = await self.limits.per_user.acquire(f"user:{self.user_id}")
             if wait > 0:
-                log.info("ws rate limited ip=%s user=%s type=%s", self.ip, self.user_id, kind)
+                # One line per client a minute: a flood of frames must not become a flood of log lines.
+                left_out = RATE_LIMIT_LOG.allow(("ws", self.ip, self.user_id))
+                if left_out is not None:
+                    log.info("ws rate limited ip=%s user=%s type=%s%s", self.ip, self.user_id, kind,
+                             f" ({left_out} more frames refused since)" if left_out else "")
                 await self.error("rate_limited", slow_down_message(wait), retry_after=retry_after_s(wait),
                                  client_id=frame.get("client_id") if isinstance(frame.get("client_id"), str) else None)
                 return

@@ -361,7 +361,7 @@ class StoryRepo:
             await session.flush()
             ids: dict[int, int] = {}
             for item in story.passages:  # parents come first: the caller orders them
-                passage = Passage(story_id=row.id, parent_id=ids.get(item["parent_id"]) if item["parent_id"] else None,
+                passage = Passage(story_id=row.id, parent_id=ids.get(item["parent_id"]) if item["parent_id"] is not None else None,
                                   author=item["author"], text=item["text"], status=item.get("status", "complete"),
                                   candidate_group=item.get("candidate_group"),
                                   chosen_at=utcnow() if item.get("chosen") else None, rating=item.get("rating"))

@@ -132,8 +132,10 @@ def parse_import(raw: str | Mapping[str, Any]) -> ImportedStory:
         keys = ", ".join(k for k in keys if isinstance(k, str)) if isinstance(keys, list) else str(keys or "")
         if keys.strip():
             lore.append((keys[:300], entry["text"], entry.get("enabled") is not False))
+    # A summary covers some of the passages: one that claims more (or a number no column holds) is left out.
     summaries = [s for s in data.get("summaries") or []
                  if isinstance(s, Mapping) and isinstance(s.get("text"), str) and isinstance(s.get("covered"), int)
+                 and not isinstance(s.get("covered"), bool) and 0 < s["covered"] <= len(seen)
                  and s.get("through_id") in seen]
     return ImportedStory(meta, ordered, head, tuple(lore), tuple(summaries))
 
@@ -160,8 +162,10 @@ def _check_passage(item: Any, number: int) -> dict[str, Any]:
                       f"Отрывок {number}: status должен быть complete или incomplete.")
     group = item.get("candidate_group")
     rating = item.get("rating")
+    # A group is only a grouping: one the database cannot hold (past 32 bits) is read as none.
+    group_fits = isinstance(group, int) and not isinstance(group, bool) and 0 <= group < 2**31
     return {"id": pid, "parent_id": parent, "author": item["author"], "text": text, "status": status,
-            "candidate_group": group if isinstance(group, int) else None, "chosen": bool(item.get("chosen")),
+            "candidate_group": group if group_fits else None, "chosen": bool(item.get("chosen")),
             "rating": rating if rating in (-1, 1) and not isinstance(rating, bool) else None}
 
 

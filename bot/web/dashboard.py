@@ -93,7 +93,11 @@ async def login_form(request: web.Request, error: str = "", status: int = 200) -
 
 async def login(request: web.Request) -> web.StreamResponse:
     token = request.app[DASHBOARD].token
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (LookupError, ValueError):
+        # A charset Python does not know ("charset=nope") or a body that is not the form it says.
+        return await login_form(request, "That sign-in form could not be read; send it again.", 400)
     given = str(form.get("token", ""))
     if not token or not hmac.compare_digest(given.encode(), token.encode()):
         log.warning("dashboard login refused remote=%s", request.remote)

@@ -309,6 +309,69 @@ async def test_raw_story_bodies_are_refused_or_stored_cleaned(client, hostile_ta
         assert status == 201 and [p["text"] for p in body["story"]["passages"]] == [case.stored], body
 
 
+async def test_a_charset_python_does_not_know_is_read_as_utf8_or_refused(client, hostile_tandem) -> None:
+    conversation, auth = await open_conversation(client)
+    nope = {**auth, "Content-Type": "application/json; charset=nope"}
+    status, body = await answer(await client.post(f"/api/conversations/{conversation}/messages",
+                                                  data='{"text": "привет"}'.encode(), headers=nope))
+    assert status == 200 and body["text"].strip()  # JSON is UTF-8 whatever the header says
+    stored = await hostile_tandem.conversations.messages(conversation)
+    assert stored[0].text == "привет"
+    status, body = await answer(await client.post("/api/stories", data=b'{"title": "Owls"}', headers=nope))
+    assert status == 201 and body["story"]["title"] == "Owls"
+    login = await client.post("/admin/login", data=b"token=x",
+                              headers={"Content-Type": "application/x-www-form-urlencoded; charset=nope"},
+                              allow_redirects=False)
+    page = await login.text()
+    assert login.status == 400 and "could not be read" in page
+    assert_no_traceback(page)
+
+
+def nested(depth: int) -> Any:
+    value: Any = "deep"
+    for _ in range(depth):
+        value = {"x": [value]}
+    return value
+
+
+async def test_an_import_nested_too_deep_or_with_numbers_past_64_bits_is_refused(client, hostile_tandem,
+                                                                                caplog) -> None:
+    _, auth = await open_conversation(client)
+    story = await new_story(client, auth)
+    export = await (await client.get(f"/api/stories/{story['id']}/export?format=json", headers=auth)).json()
+    before = await row_counts(hostile_tandem)
+    deep = {**export, "story": {**export["story"], "premise": nested(300)}}
+    status, body = await answer(await client.post("/api/stories/import", json=deep, headers=auth))
+    assert status == 400 and "nested too deeply" in error_message(body)
+    for where in ("candidate_group", "id", "parent_id"):
+        huge = json.loads(json.dumps(export))
+        huge["passages"][-1][where] = 2**63
+        status, body = await answer(await client.post("/api/stories/import", json=huge, headers=auth))
+        assert status == 400 and "too large" in error_message(body), where
+    assert await row_counts(hostile_tandem) == before
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+    # Within 64 bits, a group no column holds is read as none and a summary claiming too much is left out.
+    wide = json.loads(json.dumps(export))
+    wide["passages"][-1]["candidate_group"] = 2**40
+    wide["summaries"] = [{"through_id": wide["passages"][-1]["id"], "covered": 2**40, "text": "All of it."}]
+    status, body = await answer(await client.post("/api/stories/import", json=wide, headers=auth))
+    assert status == 201 and [p["text"] for p in body["story"]["passages"]] == [p["text"] for p in
+                                                                              story["passages"]]
+    await assert_still_answers(client)
+
+
+async def test_an_imported_passage_with_id_0_keeps_its_children(client, hostile_tandem) -> None:
+    _, auth = await open_conversation(client)
+    export = {"format": "tandem-story", "version": 1, "story": {"title": "Zero"}, "head_id": 1,
+              "passages": [{"id": 0, "parent_id": None, "author": "user", "text": "An owl lived in an oak."},
+                           {"id": 1, "parent_id": 0, "author": "model", "text": "It hooted at night."}]}
+    status, body = await answer(await client.post("/api/stories/import", json=export, headers=auth))
+    assert status == 201, body
+    passages = body["story"]["passages"]
+    assert [p["text"] for p in passages] == ["An owl lived in an oak.", "It hooted at night."]
+    assert passages[1]["parent_id"] == passages[0]["id"]
+
+
 async def test_hostile_ids_in_story_bodies_and_paths_are_refused(client, hostile_tandem) -> None:
     _, auth = await open_conversation(client)
     story = await new_story(client, auth)
