@@ -7,14 +7,35 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
+from bot.cli import config_option
 from bot.core.errors import BotError
 from bot.settings import PROJECT_ROOT
 
 DEFAULT_SET = PROJECT_ROOT / "evals" / "conversations"
+
+
+def _fail(message: object) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _settings_and_set(config: Path | None, load_set: Callable[[Path], list], set_path: Path):
+    """The settings of a run whose report is its output (only warnings logged: the model worker's
+    start-up lines would bury it) and the set it runs; a bad setting or set file ends it (exit 2)."""
+    from bot.settings import load_settings
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return load_settings(config).model_copy(update={"log_level": "WARNING"}), load_set(set_path)
+    except BotError as exc:
+        _fail(exc)
 
 
 @click.group("eval")
@@ -23,8 +44,7 @@ def eval_group() -> None:
 
 
 @eval_group.command("conversations")
-@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False),
-              help="TOML settings file (default: $TANDEM_CONFIG or ./tandem.toml).")
+@config_option
 @click.option("--set", "set_path", type=click.Path(path_type=Path), default=DEFAULT_SET,
               help="A conversation file, or a folder of them.  [default: evals/conversations]")
 @click.option("--model", default="default", show_default=True,
@@ -46,32 +66,21 @@ def conversations_command(config, set_path, model, only, limit, concurrency, jso
     from bot.evaluation.conversation_set import load_conversations
     from bot.evaluation.conversations import FAKE
     from bot.evaluation.report import format_report
-    from bot.settings import load_settings
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        # The report is the output: the model worker's start-up lines would bury it.
-        settings = load_settings(config).model_copy(update={"log_level": "WARNING"})
-        cases = load_conversations(set_path)
-    except BotError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    settings, cases = _settings_and_set(config, load_conversations, set_path)
     if only:
         cases = [case for case in cases if set(only) & set(case.all_tags)]
     if limit:
         cases = cases[:limit]
     if not cases:
-        click.echo("error: no conversation matches", err=True)
-        sys.exit(2)
+        _fail("no conversation matches")
     concurrency = concurrency or (8 if model == FAKE else 1)
     click.echo(f"{len(cases)} conversations, {sum(len(c.turns) for c in cases)} turns; model {model}, "
                f"{concurrency} at a time", err=True)
     try:
         report = asyncio.run(_run(settings, cases, model, concurrency))
     except BotError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(exc)
     click.echo(format_report(report, transcripts=not no_transcripts))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +114,7 @@ def story_group() -> None:
 
 
 @story_group.command("eval")
-@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False),
-              help="TOML settings file (default: $TANDEM_CONFIG or ./tandem.toml).")
+@config_option
 @click.option("--set", "set_path", type=click.Path(path_type=Path), default=DEFAULT_STORY_SET,
               help="A story opening file, or a folder of them.  [default: evals/stories]")
 @click.option("--model", default="default", show_default=True,
@@ -122,23 +130,13 @@ def story_eval_command(config, set_path, model, language, out, limit) -> None:
     same model; print each check's pass rate per side and write both texts side by side."""
     from bot.evaluation.stories import evaluate_stories, format_markdown, format_table
     from bot.evaluation.story_set import load_openings
-    from bot.settings import load_settings
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        # The table is the output: the model worker's start-up lines would bury it.
-        settings = load_settings(config).model_copy(update={"log_level": "WARNING"})
-        openings = load_openings(set_path)
-    except BotError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    settings, openings = _settings_and_set(config, load_openings, set_path)
     if language != "all":
         openings = [item for item in openings if item.language == language]
     openings = openings[:limit] if limit else openings
     if not openings:
-        click.echo(f"error: {set_path} has no openings in {language}", err=True)
-        sys.exit(2)
+        _fail(f"{set_path} has no openings in {language}")
     click.echo(f"{len(openings)} openings; model {model}; two texts each (tandem, naive)", err=True)
 
     def progress(result, done: int, total: int) -> None:
@@ -148,8 +146,7 @@ def story_eval_command(config, set_path, model, language, out, limit) -> None:
     try:
         report = asyncio.run(evaluate_stories(settings, openings, model, progress))
     except BotError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(exc)
     click.echo(format_table(report))
     out.parent.mkdir(parents=True, exist_ok=True)
     shown = set_path.relative_to(PROJECT_ROOT) if set_path.resolve().is_relative_to(PROJECT_ROOT) else set_path

@@ -164,7 +164,8 @@ class StoryContextBuilder:
 
     def _decide_lore(self, lore: Sequence[LoreRecord], recent: str, max_tokens: int) -> tuple[LoreDecision, ...]:
         """Each entry in or out: switched off, not triggered by the last passages, or past the
-        world notes' share of the prompt (entries are taken in their order until it is full)."""
+        world notes' share of the prompt (entries are taken in their order, each one that still
+        fits: a short entry after one that did not fit can go in)."""
         out, used = [], 0
         for entry in lore:
             if not entry.enabled:
