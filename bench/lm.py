@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import benchmarks_md
 from bot.models.base import GenerationParams
 from bot.models.config import LmConfig
 from bot.models.runtime import build_language_model
@@ -282,14 +283,7 @@ def _markdown(results: list[dict], sharing: list[dict]) -> str:
 
 def write_section(text: str, path: Path = PROJECT_ROOT / "BENCHMARKS.md") -> None:
     """Replace our section of BENCHMARKS.md (or add it), leaving the others' sections alone."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start == -1:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[end + 1 :] if end != -1 else "")
-    path.write_text(new, encoding="utf-8")
+    benchmarks_md.write_section(path, text, section=SECTION)
 
 
 def main() -> None:

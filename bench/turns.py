@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import benchmarks_md
 from bench.load import percentiles
 from bench.load_server import (
     ServerProcess, cpu_seconds, create_postgres_database, drop_postgres_database, machine_cpu_times,
@@ -432,14 +433,7 @@ def markdown(report: dict[str, Any], heading: str = SECTION) -> str:
 
 def write_section(path: Path, text: str, *, append: bool) -> None:
     """Replace (or with `append`, extend) the "## Turns" section of `path`, keeping the others."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    match = re.search(rf"^{re.escape(SECTION)}\s*$.*?(?=^## |\Z)", old, flags=re.M | re.S)
-    if match is None:
-        new = old.rstrip("\n") + "\n\n" + (f"{SECTION}\n\n" if append else "") + text
-    else:
-        body = (match.group(0).rstrip("\n") + "\n\n" + text) if append else text
-        new = old[:match.start()] + body.rstrip("\n") + "\n" + ("\n" if old[match.end():] else "") + old[match.end():]
-    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
+    benchmarks_md.write_section(path, text, section=SECTION, append=append)
 
 
 # --- main ---------------------------------------------------------------------------------------

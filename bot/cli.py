@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from bot.cli_options import config_option
+from bot.cli_options import fail as _fail
 from bot.core.errors import BotError, ConfigError
 
 
@@ -27,15 +29,6 @@ def _setup_logging(level: str, stream=None) -> None:
     )
 
 
-def _fail(exc: BaseException) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(2)
-
-
-config_option = click.option(
-    "--config", "config", type=click.Path(path_type=Path, dir_okay=False),
-    help="TOML settings file (default: $TANDEM_CONFIG or ./tandem.toml).",
-)
 
 
 @click.group()
@@ -175,9 +168,10 @@ def _add_tool_groups() -> None:
     from bot.evaluation.cli import eval_group, story_group
     from bot.models.cli import model
     from bot.nlu.cli import nlu
+    from bot.web.admin_cli import admin
     from bot.web.cli import feedback
 
-    for group in (graph, nlu, feedback, model, doctor, eval_group, story_group):
+    for group in (graph, nlu, feedback, admin, model, doctor, eval_group, story_group):
         main.add_command(group)
 
 

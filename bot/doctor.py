@@ -13,6 +13,7 @@ from typing import NoReturn
 
 import click
 
+from bot.cli_options import config_option, fail
 from bot.core.errors import BotError, ConfigError
 from bot.models.cpu import cpu_flags, cpu_model_name, has_amx, llama_cpu_flags, read_cpuinfo
 
@@ -88,18 +89,16 @@ async def measure(model) -> Measurement:
 
 
 @click.command("doctor")
-@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="TOML settings file (default: $TANDEM_CONFIG or ./tandem.toml).")
+@config_option
 @click.option("--model", "model_name", default=None, help="override lm.model, e.g. bundled:smollm2")
-def doctor(config_file: Path | None, model_name: str | None) -> None:
+def doctor(config: Path | None, model_name: str | None) -> None:
     """Show the CPU's llama.cpp flags, the model and backend in use, and measure its speed."""
     from bot.settings import load_settings
 
     try:
-        settings = load_settings(config_file)
+        settings = load_settings(config)
     except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        fail(exc)
     if model_name:
         settings = settings.model_copy(update={"lm": settings.lm.model_copy(update={"model": model_name})})
 

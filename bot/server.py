@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 
@@ -81,7 +83,22 @@ def init_app(tandem: Tandem) -> web.Application:
         telegram.install(app, app[SERVICES])
     story_api.add_routes(app)
     _add_web(app, tandem)
+    if tandem.settings.anonymous_user_retention_days > 0:
+        app.cleanup_ctx.append(_retention)
     return app
+
+
+async def _retention(app: web.Application):
+    """Deletes idle anonymous users with no data for as long as the server runs."""
+    from bot.storage.retention import run_retention
+
+    tandem = app[TANDEM]
+    task = asyncio.create_task(run_retention(tandem.db, tandem.settings.anonymous_user_retention_days),
+                               name="retention")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _add_web(app: web.Application, tandem: Tandem) -> None:

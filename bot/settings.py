@@ -15,9 +15,33 @@ from bot.channels.ratelimit import IpRateLimit, UserRateLimit
 from bot.channels.telegram_config import TelegramConfig
 from bot.models.config import LmConfig
 from bot.nlu.config import NluConfig
+from bot.resources import PACKAGE_ROOT, checkout, shipped_folder
 
-# The folder this checkout lives in: graphs, intents and the default data folder are found from here.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The folder above bot/: the repository root in a checkout (tests, benchmarks and developer tools read
+# it), site-packages in an installed copy. Shipped data is found by bot.resources, never from here.
+PROJECT_ROOT = PACKAGE_ROOT
+
+# Folder settings: a relative value in a TOML file is relative to that file's folder; from the
+# environment, to the working folder.
+PATH_KEYS = ("data_dir", "graphs_dir", "intents_dir")
+
+
+def default_data_dir() -> Path:
+    """<checkout>/data in a checkout (every command of one checkout shares it, whatever the working
+    folder); in an installed copy the user's data folder, $XDG_DATA_HOME/tandem or ~/.local/share/tandem
+    (a folder that follows the working folder would start an empty database, and fetch the model
+    again, in every folder `tandem run` is started from)."""
+    root = checkout()
+    if root is not None:
+        return root / "data"
+    base = os.environ.get("XDG_DATA_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".local" / "share")
+        except RuntimeError as exc:
+            raise ConfigError("no home folder to keep the data in: set TANDEM_DATA_DIR") from exc
+    return Path(base) / "tandem"
+
 
 # Keys that hold secrets (dotted for nested tables); accepted only from the environment, never a file.
 SECRET_KEYS = ("telegram_token", "admin_token", "telegram_webhook_secret", "lm.api_key")
@@ -101,14 +125,18 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    data_dir: Path = PROJECT_ROOT / "data"
+    # Database, models and caches; the default: see default_data_dir.
+    data_dir: Path = Field(default_factory=default_data_dir)
     # SQLAlchemy URL; empty means a SQLite file `tandem.sqlite3` in data_dir.
     database_url: SecretStr = SecretStr("")
     # SQLite: seconds a write waits for another connection's lock before the turn gives up
     # and tells the user it cannot save right now.
     database_busy_timeout_s: float = Field(30.0, gt=0)
-    graphs_dir: Path = PROJECT_ROOT / "dialog_graphs"
-    intents_dir: Path = PROJECT_ROOT / "intents"
+    # Days after which an anonymous user (a web widget or HTTP API session) that never stored a
+    # message, story or piece of feedback is deleted; 0 keeps them all (bot/storage/retention.py).
+    anonymous_user_retention_days: float = Field(30.0, ge=0)
+    graphs_dir: Path = Field(default_factory=lambda: shipped_folder("dialog_graphs"))
+    intents_dir: Path = Field(default_factory=lambda: shipped_folder("intents"))
     log_level: str = "INFO"
 
     server: ServerConfig = ServerConfig()
@@ -118,6 +146,10 @@ class Settings(BaseSettings):
     telegram: TelegramConfig = TelegramConfig()
     # Per-skill tables, validated by each skill's own config model at start-up.
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # Hours a sign-in to /admin through the login form lasts; sign-out and `tandem admin revoke`
+    # end it sooner. Not a secret (tandem.toml or TANDEM_ADMIN_SESSION_HOURS); at most a year.
+    admin_session_hours: float = Field(8.0, gt=0, le=24 * 365)
 
     # Secrets: from the environment only (TANDEM_TELEGRAM_TOKEN, TANDEM_ADMIN_TOKEN, ...).
     telegram_token: SecretStr | None = None
@@ -153,7 +185,8 @@ class Settings(BaseSettings):
 def load_settings(config_file: Path | None = None) -> Settings:
     """Build the settings once; a wrong value raises ConfigError naming the key and where it came from.
 
-    The TOML file is `config_file`, else $TANDEM_CONFIG, else ./tandem.toml when it exists.
+    The TOML file is `config_file`, else $TANDEM_CONFIG, else ./tandem.toml when it exists; a relative
+    folder in it (PATH_KEYS) is taken from the file's folder, so `--config` works from anywhere.
     """
     env_path = os.environ.get("TANDEM_CONFIG")
     path = config_file or (Path(env_path) if env_path else None)
@@ -171,6 +204,9 @@ def load_settings(config_file: Path | None = None) -> Settings:
             if _has_key(file_values, key.split(".")):
                 env_name = "TANDEM_" + key.replace(".", "__").upper()
                 raise ConfigError(f"{path}: `{key}` is a secret; set it in the environment as {env_name}")
+        for key in PATH_KEYS:
+            if isinstance(file_values.get(key), str):
+                file_values[key] = str(path.resolve().parent / Path(file_values[key]).expanduser())
     try:
         return Settings(**file_values)
     except ValidationError as exc:

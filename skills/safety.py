@@ -1,19 +1,17 @@
 """OutputSafety: decides whether a generated reply is fit to show (a word list, plus the
-alt-profanity-check classifier when it is installed)."""
+alt-profanity-check classifier when it is installed, shared with the annotators: bot/nlu/profanity.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
-from bot.core.errors import ConfigError
-
-log = logging.getLogger(__name__)
+from bot.core.errors import ConfigError, ModelUnavailable
+from bot.nlu import profanity
 
 WORDS_FILE = Path(__file__).with_name("unsafe_words.yaml")
 
@@ -21,7 +19,8 @@ WORDS_FILE = Path(__file__).with_name("unsafe_words.yaml")
 class OutputSafety:
     """`await is_unsafe(text)`: True when the text holds a listed word or phrase, or when the
     classifier's probability of offensive language reaches `threshold` (it over-reacts to
-    enthusiastic swearing, hence a high default; it reads English only)."""
+    enthusiastic swearing, hence a high default; it reads English only). The classifier loads
+    on the first check that needs it, in a thread, once per process."""
 
     def __init__(self, words: Mapping[str, Sequence[str]] | None = None, *, use_classifier: bool = True,
                  threshold: float = 0.85) -> None:
@@ -30,11 +29,12 @@ class OutputSafety:
         self._pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(s) for s in stems) + ")", re.IGNORECASE) \
             if stems else None
         self.threshold = threshold
-        self._predict = _classifier() if use_classifier else None
+        self._use_classifier = use_classifier
 
     @property
     def has_classifier(self) -> bool:
-        return self._predict is not None
+        """The classifier takes part: asked for, installed, and not failed to load."""
+        return self._use_classifier and profanity.usable()
 
     def listed(self, text: str) -> bool:
         return bool(self._pattern and self._pattern.search(text))
@@ -42,10 +42,14 @@ class OutputSafety:
     async def is_unsafe(self, text: str) -> bool:
         if self.listed(text):
             return True
-        if self._predict is None or not text.strip():
+        if not self.has_classifier or not text.strip():
             return False
+        try:
+            classifier = await profanity.load_shared()
+        except ModelUnavailable:
+            return False  # logged once by the loader: the word list alone decides
         # scikit-learn work is blocking; keep it off the event loop.
-        probability = await asyncio.to_thread(lambda: float(self._predict([text])[0]))
+        probability = await asyncio.to_thread(classifier.probability, text)
         return probability >= self.threshold
 
 
@@ -57,12 +61,3 @@ def load_words(path: Path) -> dict[str, list[str]]:
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise ConfigError(f"{path}: expected a mapping of language -> list of words")
     return {str(k): [str(w) for w in v] for k, v in data.items()}
-
-
-def _classifier():
-    try:
-        from profanity_check import predict_prob
-    except Exception as exc:  # noqa: BLE001 - optional: any import failure means "word list only"
-        log.info("alt-profanity-check not available, word list only: %s", exc)
-        return None
-    return predict_prob

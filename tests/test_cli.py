@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -17,6 +19,15 @@ def test_every_tool_group_is_on_the_command() -> None:
     assert result.exit_code == 0
     for command in ("run", "chat", "migrate", "graph", "nlu", "feedback", "model", "doctor"):
         assert re.search(rf"^\s+{command}\s", result.output, re.MULTILINE), command
+
+
+def test_the_command_starts_as_a_script_and_as_a_module() -> None:
+    """`python -m bot.cli` runs bot/cli.py as __main__, so a tool group that imports bot.cli would
+    import it a second time, half-built: an in-process CliRunner cannot see that, a new process does."""
+    for argv in ([sys.executable, "-m", "bot.cli", "--help"], [sys.executable, "-m", "bot.cli", "story", "--help"]):
+        done = subprocess.run(argv, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "Usage:" in done.stdout
 
 
 def test_graph_check_knows_the_registered_skills(tmp_path: Path) -> None:

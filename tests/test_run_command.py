@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from tests.processes import terminate
 
 
 def _request(url: str, body: dict | None = None, token: str | None = None) -> dict:
@@ -48,12 +49,7 @@ def test_run_serves_the_api_on_localhost_and_stops_on_sigterm(tmp_path: Path, su
         assert "Tandem" in reply["text"]
         assert (tmp_path / "data" / "tandem.sqlite3").is_file()
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+        terminate(process)
     assert process.returncode == 0
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+import bot.settings as settings_module
 from bot.core.errors import ConfigError
-from bot.settings import load_settings
+from bot.settings import PROJECT_ROOT, load_settings
 
 
 def test_defaults_put_sqlite_in_the_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,3 +73,38 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     config.write_text("[server\n")
     with pytest.raises(ConfigError, match="broken.toml"):
         load_settings(config)
+
+
+def test_relative_folders_in_a_file_are_taken_from_the_files_folder(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tandem run --config /etc/tandem/tandem.toml` finds the same data folder from any working folder."""
+    config = tmp_path / "conf" / "tandem.toml"
+    config.parent.mkdir()
+    config.write_text("data_dir = 'data'\ngraphs_dir = '../graphs'\nintents_dir = '/srv/intents'\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(config)
+    assert settings.data_dir == tmp_path / "conf" / "data"
+    assert settings.graphs_dir == tmp_path / "conf" / ".." / "graphs"
+    assert settings.intents_dir == Path("/srv/intents")
+    monkeypatch.setenv("TANDEM_DATA_DIR", "here")  # the environment's are the working folder's
+    assert load_settings(config).data_dir == Path("here")
+
+
+def test_a_checkout_keeps_its_data_and_folders_whatever_the_working_folder(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TANDEM_DATA_DIR", raising=False)
+    settings = load_settings()
+    assert settings.data_dir == PROJECT_ROOT / "data"
+    assert settings.graphs_dir == PROJECT_ROOT / "dialog_graphs"
+    assert settings.intents_dir == PROJECT_ROOT / "intents"
+
+
+def test_an_installed_copy_keeps_its_data_in_the_users_data_folder(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "checkout", lambda: None)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert settings_module.default_data_dir() == tmp_path / "xdg" / "tandem"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert settings_module.default_data_dir() == tmp_path / "home" / ".local" / "share" / "tandem"

@@ -20,6 +20,7 @@ import pytest
 
 from bot.workers import SUPERVISOR_PID_ENV, WorkerPool, describe_exit, watch_supervisor
 from tests.conftest import free_port
+from tests.processes import terminate
 
 WORKER_LINE = re.compile(r"Tandem worker (\d+) is running at (http://127\.0\.0\.1:\d+)/ +\(pid (\d+)\)")
 
@@ -103,12 +104,7 @@ def test_two_workers_share_the_port_a_killed_one_comes_back_and_sigterm_stops_al
         assert _pids_answering(base) == {workers[1], int(again.group(3))}
         children = [workers[1], int(again.group(3))]
     finally:
-        parent.send_signal(signal.SIGTERM)
-        try:
-            parent.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            parent.kill()
-            raise
+        terminate(parent, 60)
     assert parent.returncode == 0, "".join(output.lines[-40:])
     assert not any(_alive(pid) for pid in children)
     with pytest.raises(urllib.error.URLError):

@@ -6,11 +6,11 @@ import hashlib
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from cachetools import TTLCache
 
 from bot.core.errors import InputError, NotFound
 from bot.core.messages import MAX_CLIENT_MESSAGE_ID_CHARS, Incoming, Reply
@@ -42,34 +42,22 @@ class TokenCache:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._clock = clock
-        self._entries: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
+        self._entries: TTLCache[bytes, int] = TTLCache(maxsize=max_entries, ttl=ttl_s, timer=clock)
 
     @staticmethod
     def _key(token: str) -> bytes:
         return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
     def get(self, token: str) -> int | None:
-        key = self._key(token)
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[1] <= self._clock():
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return entry[0]
+        return self._entries.get(self._key(token))
 
     def put(self, token: str, user_id: int) -> None:
-        key = self._key(token)
-        self._entries[key] = (user_id, self._clock() + self.ttl_s)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._entries[self._key(token)] = user_id
 
     def forget_user(self, user_id: int) -> None:
-        for key in [k for k, (uid, _) in self._entries.items() if uid == user_id]:
-            del self._entries[key]
+        with self._entries.timer:  # one moment for the whole pass: no entry expires half-way through it
+            for key in [k for k, uid in self._entries.items() if uid == user_id]:
+                del self._entries[key]
 
     def __len__(self) -> int:
         return len(self._entries)

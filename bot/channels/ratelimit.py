@@ -14,12 +14,12 @@ import ipaddress
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
+from cachetools import LRUCache
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,7 @@ class RateLimiter:
                  max_keys: int = MAX_KEYS) -> None:
         self.limit = limit
         self._clock = clock
-        self._max_keys = max_keys
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._buckets: LRUCache[str, _Bucket] = LRUCache(maxsize=max_keys)
 
     def take(self, key: str, cost: float = 1.0) -> float:
         """Spend `cost` from `key`'s bucket. Returns 0.0 when allowed, else the seconds until it would be."""
@@ -84,16 +83,12 @@ class RateLimiter:
             return 0.0
         now = self._clock()
         rate = self.limit.per_minute / 60.0  # tokens per second
-        bucket = self._buckets.get(key)
+        bucket = self._buckets.get(key)  # a hit makes the key the most recently used
         if bucket is None:
-            bucket = _Bucket(float(self.limit.burst), now)
-            self._buckets[key] = bucket
-            while len(self._buckets) > self._max_keys:
-                self._buckets.popitem(last=False)
+            bucket = self._buckets[key] = _Bucket(float(self.limit.burst), now)
         else:
             bucket.tokens = min(float(self.limit.burst), bucket.tokens + (now - bucket.stamp) * rate)
             bucket.stamp = now
-            self._buckets.move_to_end(key)
         if bucket.tokens >= cost:
             bucket.tokens -= cost
             return 0.0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from cachetools import LRUCache
 from telegram import (
     BotCommand, CallbackQuery, Chat, InlineKeyboardMarkup, InputFile, Message, Update, User,
 )
@@ -26,7 +27,7 @@ from bot import redaction
 from bot.channels import telegram_keyboards as kb
 from bot.channels.services import Services
 from bot.channels.telegram_config import TelegramConfig
-from bot.channels.telegram_delivery import Delivery
+from bot.channels.telegram_delivery import ChatLocks, Delivery
 from bot.channels.telegram_texts import COMMAND_DESCRIPTIONS, CONTENT_KINDS, commands, language_of, say, split_command
 from bot.core.errors import BotError, ConfigError, InputError, NotFound
 from bot.core.messages import Incoming, Reply, ReplyStream
@@ -42,16 +43,22 @@ STORY_SKILL, STORY_BUTTON = "story", "story_button"
 # The leader election of polling: its job name, and its lock file in the data folder (SQLite).
 POLL_JOB = "telegram-poll"
 POLL_LOCK_FILE = "telegram-poll.lock"
+# python-telegram-bot's AIORateLimiter logs here (telegram/ext/_aioratelimiter.py).
+RATE_LIMITER_LOGGER = "telegram.ext.AIORateLimiter"
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 # The update being handled, so a turn started for it can tell its webhook POST that it is taken.
 _UPDATE_ID: ContextVar[int | None] = ContextVar("telegram_update_id", default=None)
+# Chats whose latest story buttons are remembered, least recently used first out. In a chat
+# forgotten, the buttons under the previous passage stay on screen when the next one comes; a tap
+# on them is answered "moved on" (decided in SQL) and takes them away: nothing that matters.
+STORY_MESSAGE_CHATS = 10_000
 
 
 class TelegramChannel:
     """Telegram updates in, `handle_turn` streams out. State lives in SQL (conversations, feedback,
     dialog state, which button was pressed); the only memory here is which message shows the latest
     story buttons, so that the previous ones can be taken away (whether a button may act is decided
-    in SQL, not by this)."""
+    in SQL, not by this), for the most recent STORY_MESSAGE_CHATS chats."""
 
     def __init__(self, services: Services, config: TelegramConfig, token: str,
                  webhook_secret: str | None = None) -> None:
@@ -65,8 +72,8 @@ class TelegramChannel:
         self.state = ChannelStateRepo(services.conversations.db)
         self.application: Application | None = None
         self.delivery: Delivery | None = None
-        self._chat_locks: dict[int, asyncio.Lock] = {}
-        self._story_messages: dict[int, tuple[int, InlineKeyboardMarkup | None]] = {}
+        self._chat_locks = ChatLocks()
+        self._story_messages: LRUCache[int, tuple[int, InlineKeyboardMarkup | None]] = LRUCache(STORY_MESSAGE_CHATS)
         self._leadership: Leadership | None = None
         self._leading: asyncio.Task | None = None
         # Webhook mode: update id -> done once the update is taken (see `webhook`), and the tasks
@@ -79,11 +86,14 @@ class TelegramChannel:
     def _build(self) -> Application:
         cfg = self.config
         timeout = cfg.request_timeout_s
+        # The limiter paces calls and retries none (max_retries=0): Delivery's ApiCaller is the one
+        # retry policy, for 429s and network errors alike. Both retrying made a persistent 429
+        # (max_retries + 1) ** 2 calls, 36 by default, instead of max_retries + 1.
         builder = (
             ApplicationBuilder().token(self._token).base_url(cfg.api_base_url)
             .rate_limiter(AIORateLimiter(overall_max_rate=cfg.overall_per_s, overall_time_period=1,
                                          group_max_rate=cfg.group_per_min, group_time_period=60,
-                                         max_retries=cfg.max_retries))
+                                         max_retries=0))
             .concurrent_updates(True)
             .connect_timeout(timeout).read_timeout(timeout).write_timeout(timeout).pool_timeout(timeout)
             .get_updates_connect_timeout(timeout).get_updates_read_timeout(timeout)
@@ -196,11 +206,15 @@ class TelegramChannel:
 
     def _quiet_request_logs(self) -> None:
         """httpx logs every request URL at INFO, and the URL holds the token: the token is masked
-        in every record (bot/redaction.py), and the per-request lines are kept out of INFO."""
+        in every record (bot/redaction.py), and the per-request lines are kept out of INFO.
+        AIORateLimiter with max_retries=0 logs every 429 as an ERROR with a traceback ("after
+        maximum of 0 retries"), although ApiCaller retries it and logs it itself: its records
+        (that one and a per-retry line it never reaches) are kept out below CRITICAL."""
         redaction.protect([self._token])  # the composition root did so too; a channel built alone is covered
-        httpx_logger = logging.getLogger("httpx")
-        if httpx_logger.level == logging.NOTSET:
-            httpx_logger.setLevel(logging.WARNING)
+        for name, level in (("httpx", logging.WARNING), (RATE_LIMITER_LOGGER, logging.CRITICAL)):
+            logger = logging.getLogger(name)
+            if logger.level == logging.NOTSET:
+                logger.setLevel(level)
 
     def _polling_error(self, exc: TelegramError) -> None:
         log.warning("telegram polling error=%s: %s", type(exc).__name__, exc)
@@ -352,9 +366,6 @@ class TelegramChannel:
         external_id, name = self._subject(chat, user)
         return await self.services.conversations.user_for(CHANNEL, external_id, name)
 
-    def _chat_lock(self, chat_id: int) -> asyncio.Lock:
-        return self._chat_locks.setdefault(chat_id, asyncio.Lock())
-
     async def _turn(self, chat: Chat, user: User | None, text: str, *, reply_to: int | None = None,
                     conversation_id: str | None = None, client_message_id: str | None = None,
                     skill: str | None = None, metadata: dict[str, Any] | None = None) -> Reply | None:
@@ -379,7 +390,7 @@ class TelegramChannel:
     async def _deliver(self, chat: Chat, stream: ReplyStream, reply_to: int | None = None) -> Reply | None:
         """Show the turn's reply in the chat as it is written; None when Telegram did not take it."""
         assert self.delivery is not None
-        async with self._chat_lock(chat.id):
+        async with self._chat_locks(chat.id):
             try:
                 reply, last = await self.delivery.deliver(chat.id, chat.type == ChatType.PRIVATE, stream,
                                                           self._markup_for, reply_to)

@@ -44,7 +44,9 @@ class TelegramConfig(BaseModel):
     typing_interval_s: float = Field(4.0, gt=0)
     # Long replies are split into messages of at most this many UTF-16 units (Telegram allows 4096).
     split_at: int = Field(3900, ge=100, le=4096)
-    # Network errors and 429s are retried this many times, waiting backoff, 2x backoff, ... up to the max.
+    # The one retry policy of Bot API calls (ApiCaller): a call is tried at most max_retries + 1 times
+    # in all. A 429 waits as long as Telegram asks; network errors, timeouts and 5xx wait backoff,
+    # 2x backoff, ... up to the max.
     max_retries: int = Field(5, ge=0)
     retry_backoff_s: float = Field(1.0, ge=0)
     retry_backoff_max_s: float = Field(30.0, ge=0)

@@ -1,4 +1,4 @@
-"""Getting replies onto Telegram: retries with backoff, per-chat edit pacing, streaming and clean splitting."""
+"""Getting replies onto Telegram: one retry policy, per-chat locks and edit pacing, streaming, clean splitting."""
 
 from __future__ import annotations
 
@@ -7,19 +7,29 @@ import logging
 import random
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from cachetools import TTLCache
 from telegram import Bot, InlineKeyboardMarkup, Message
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 
 from bot.channels.telegram_config import TelegramConfig
 from bot.core.messages import Reply, ReplyStream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Telegram's retry_after is in whole seconds; waiting a little longer keeps the next try clear of it
+# (python-telegram-bot's own limiter adds the same).
+RETRY_AFTER_SLACK_S = 0.1
+# Chats whose last edit ChatPacer remembers. An entry matters for edit_interval_s only and then
+# expires; Telegram's ~30 messages/s overall keep the chats edited within one interval far below
+# this, so the bound only stops a flood of chats from growing the map.
+PACED_CHATS = 10_000
 
 # Where a long text is best cut, best first: a paragraph, a line, a sentence, a word.
 _BREAKS = (re.compile(r"\n\s*\n"), re.compile(r"\n"), re.compile(r"(?<=[.!?…])\s+"), re.compile(r"\s+"))
@@ -70,56 +80,93 @@ def _seconds(value: int | float | timedelta) -> float:
 
 
 class ApiCaller:
-    """Runs Bot API calls with the channel's retry policy: RetryAfter waits as long as Telegram
-    asks, network errors and 5xx back off exponentially, "message is not modified" is success."""
+    """The channel's one retry policy for Bot API calls (AIORateLimiter, see telegram.py, only
+    paces them and retries nothing): a call is tried at most `max_retries + 1` times in all. A 429
+    (RetryAfter) waits as long as Telegram asks, network errors, timeouts and 5xx back off
+    exponentially, and "message is not modified" is success. A call that fails logs one warning
+    when it is first retried and one more if it gives up, not a line per attempt."""
 
     def __init__(self, config: TelegramConfig) -> None:
         self.config = config
 
     async def __call__(self, method: str, call: Callable[[], Awaitable[T]]) -> T | None:
+        attempts = self.config.max_retries + 1
         backoff = self.config.retry_backoff_s
-        for attempt in range(self.config.max_retries + 1):
-            last = attempt == self.config.max_retries
+        waited = 0.0
+        for attempt in range(1, attempts + 1):
             try:
                 return await call()
-            except RetryAfter as exc:
-                wait = _seconds(exc.retry_after)
-                if last:
-                    raise
-                log.warning("telegram flood limit method=%s retry_after_s=%.1f attempt=%d", method, wait, attempt + 1)
-                await asyncio.sleep(wait)
-            except BadRequest as exc:
+            except BadRequest as exc:  # a NetworkError subclass: caught before the retried ones
                 if "not modified" in exc.message.lower():
                     return None
                 raise
-            except (TimedOut, NetworkError) as exc:
-                if last:
+            except (RetryAfter, NetworkError) as exc:  # TimedOut and 5xx are NetworkErrors too
+                if attempt == attempts:
+                    if attempts > 1:
+                        log.warning("telegram call gave up method=%s attempts=%d waited_s=%.1f error=%s",
+                                    method, attempt, waited, _describe(exc))
                     raise
-                log.warning("telegram network error method=%s error=%s attempt=%d retry_in_s=%.2f",
-                            method, type(exc).__name__, attempt + 1, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.config.retry_backoff_max_s)
+                if isinstance(exc, RetryAfter):
+                    wait = _seconds(exc.retry_after) + RETRY_AFTER_SLACK_S
+                else:
+                    wait, backoff = backoff, min(backoff * 2, self.config.retry_backoff_max_s)
+                log.log(logging.WARNING if attempt == 1 else logging.DEBUG,
+                        "telegram call failed, retrying method=%s attempt=%d of %d error=%s retry_in_s=%.2f",
+                        method, attempt, attempts, _describe(exc), wait)
+                await asyncio.sleep(wait)
+                waited += wait
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _describe(exc: TelegramError) -> str:
+    """The error's kind and Telegram's words, on one line (the token is never in them)."""
+    return f"{type(exc).__name__}({' '.join(str(exc).split())[:200]})"
+
+
+class ChatLocks:
+    """One asyncio.Lock per chat, kept exactly as long as someone holds it or waits for it. The map
+    holds its locks weakly: a holder and its waiters reference their lock, so a lock in use cannot
+    go and be replaced by a second one beside it (two turns of a chat at once), and an idle chat's
+    lock goes by itself, so the map is bounded by the chats with something in flight. An LRU bound
+    would evict by recency instead of use: a lock held through a long generation could be dropped."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def __call__(self, chat_id: int) -> asyncio.Lock:
+        lock = self._locks.get(chat_id)
+        if lock is None:
+            lock = self._locks[chat_id] = asyncio.Lock()
+        return lock
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 class ChatPacer:
     """At most one edit (or draft) per `interval` seconds in each chat, shared by all its replies."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, max_chats: int = PACED_CHATS, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
-        self._last: dict[int, float] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._clock = clock
+        # A chat's last edit, forgotten once `interval` has passed (then the chat is ready anyway).
+        self._last: TTLCache[int, float] = TTLCache(maxsize=max_chats, ttl=interval, timer=clock)
+        self._locks = ChatLocks()
+
+    def __len__(self) -> int:
+        """The chats whose last edit is still remembered."""
+        return len(self._last)
 
     def ready_at(self, chat_id: int) -> float:
         return self._last.get(chat_id, float("-inf")) + self.interval
 
     def mark(self, chat_id: int) -> None:
-        self._last[chat_id] = time.monotonic()
+        self._last[chat_id] = self._clock()
 
     async def edit(self, chat_id: int, call: Callable[[], Awaitable[T]]) -> T:
-        lock = self._locks.setdefault(chat_id, asyncio.Lock())
-        async with lock:
-            wait = self.ready_at(chat_id) - time.monotonic()
+        async with self._locks(chat_id):
+            wait = self.ready_at(chat_id) - self._clock()
             if wait > 0:
                 await asyncio.sleep(wait)
             self.mark(chat_id)

@@ -28,12 +28,12 @@ import asyncio
 import json
 import logging
 import zoneinfo
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from cachetools import FIFOCache
 
 from bot.channels.http_api import BUSY_RETRY_S, reply_json
 from bot.channels.origins import origin_allowed
@@ -102,15 +102,13 @@ class ClientLedger:
 
     def __init__(self, size: int = LEDGER_SIZE) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple[str, str], _Sent] = OrderedDict()
+        self._entries: FIFOCache[tuple[str, str], _Sent] = FIFOCache(maxsize=size)
 
     def get(self, conversation_id: str, client_id: str) -> _Sent | None:
         return self._entries.get((conversation_id, client_id))
 
     def add(self, conversation_id: str, client_id: str, sent: _Sent) -> None:
         self._entries[(conversation_id, client_id)] = sent
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
 
     def forget(self, conversation_id: str, client_id: str, sent: _Sent) -> None:
         """Drop the entry of a message that was never stored, so the client's resend is taken afresh."""

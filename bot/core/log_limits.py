@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
+
+from cachetools import LRUCache
 
 # How long one cause stays quiet after it was logged; the next line it writes says how many were left out.
 INTERVAL_S = 60.0
-# Causes remembered at once (a flood of distinct ones forgets the oldest, it does not grow).
+# Causes remembered at once (a flood of distinct ones forgets the least recently seen, it does not grow).
 MAX_CAUSES = 1024
 
 
@@ -22,7 +23,8 @@ class LogThrottle:
     def __init__(self, interval_s: float = INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval_s = interval_s
         self._clock = clock
-        self._causes: OrderedDict[Hashable, list[float | int]] = OrderedDict()  # cause -> [logged_at, left out]
+        # cause -> [logged_at, left out], the least recently seen forgotten first
+        self._causes: LRUCache[Hashable, list[float | int]] = LRUCache(maxsize=MAX_CAUSES)
         self._lock = threading.Lock()
 
     def allow(self, cause: Hashable) -> int | None:
@@ -34,9 +36,6 @@ class LogThrottle:
                 return None
             left_out = int(seen[1]) if seen is not None else 0
             self._causes[cause] = [now, 0]
-            self._causes.move_to_end(cause)
-            while len(self._causes) > MAX_CAUSES:
-                self._causes.popitem(last=False)
             return left_out
 
 

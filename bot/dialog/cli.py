@@ -6,19 +6,11 @@ from pathlib import Path
 
 import click
 
-from bot.core.errors import CatalogueError, GraphError
+from bot.core.errors import ConfigError
 from bot.dialog.draw import FORMATS, draw_flow
 from bot.dialog.flows import FlowRegistry
 from bot.nlu.catalogue import IntentCatalogue
-
-# The checkout this package lives in: bot/dialog/cli.py -> the repository root.
-_REPO = Path(__file__).resolve().parents[2]
-
-
-def default_folder(name: str) -> Path:
-    """`name` in the working folder when there is one there, else in this checkout."""
-    here = Path(name)
-    return here if here.exists() else _REPO / name
+from bot.resources import default_folder
 
 
 @click.group("graph")
@@ -29,15 +21,16 @@ def graph() -> None:
 @graph.command("check")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--intents", "intents_path", type=click.Path(path_type=Path), default=None,
-              help="Intent catalogue file or folder (default: intents/).")
+              help="Intent catalogue file or folder (default: ./intents when there is one, else the shipped one).")
 @click.option("--skills", default=None,
               help="Comma-separated skill names that actions.skill may name "
                    "(default: the bot's registered skills when run as `tandem graph`, else not checked).")
 @click.pass_context
 def check(ctx: click.Context, path: Path | None, intents_path: Path | None, skills: str | None) -> None:
-    """Validate every flow of PATH (default: dialog_graphs/); exit 1 on any error."""
-    path = path or default_folder("dialog_graphs")
+    """Validate every flow of PATH (default: ./dialog_graphs when there is one, else the shipped
+    graphs); exit 1 on any error."""
     try:
+        path = path or default_folder("dialog_graphs")
         catalogue = IntentCatalogue.load(intents_path or default_folder("intents"))
         if skills is not None:
             known_skills = {s.strip() for s in skills.split(",") if s.strip()}
@@ -45,7 +38,7 @@ def check(ctx: click.Context, path: Path | None, intents_path: Path | None, skil
             # The `tandem` command puts its skill names on the context; this module stays below the app.
             known_skills = (ctx.find_root().obj or {}).get("skill_names")
         registry = FlowRegistry.load(path, known_intents=set(catalogue.names), known_skills=known_skills)
-    except (GraphError, CatalogueError) as exc:
+    except ConfigError as exc:  # a GraphError or CatalogueError, or no shipped folder to check
         click.echo(str(exc), err=True)
         raise SystemExit(1) from exc
     click.echo(f"ok: {len(registry)} flows, {registry.node_count} nodes")
@@ -56,7 +49,7 @@ def check(ctx: click.Context, path: Path | None, intents_path: Path | None, skil
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help=f"Picture to write; the suffix picks the format ({', '.join(FORMATS)}).")
 @click.option("--graphs", "graphs_path", type=click.Path(path_type=Path), default=None,
-              help="Dialog graph file or folder (default: dialog_graphs/).")
+              help="Dialog graph file or folder (default: ./dialog_graphs when there is one, else the shipped ones).")
 def draw(flow_id: str, output: Path, graphs_path: Path | None) -> None:
     """Draw FLOW (a flow id, the file stem) to a picture people can read."""
     if output.suffix.lower() not in FORMATS:
@@ -64,7 +57,7 @@ def draw(flow_id: str, output: Path, graphs_path: Path | None) -> None:
     try:
         # Intents and skills are not checked here: drawing a half-wired graph is how one designs it.
         registry = FlowRegistry.load(graphs_path or default_folder("dialog_graphs"))
-    except GraphError as exc:
+    except ConfigError as exc:  # a GraphError, or no shipped graphs to draw from
         click.echo(str(exc), err=True)
         raise SystemExit(1) from exc
     if flow_id not in registry:

@@ -9,20 +9,18 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
-from bot.cli import config_option
+from bot.cli_options import config_option
+from bot.cli_options import fail as _fail
 from bot.core.errors import BotError
+from bot.resources import checkout
 from bot.settings import PROJECT_ROOT
 
+# The evaluation sets are developer data: they stay in the repository and are not installed, so an
+# installed copy runs them with --set pointing into a checkout (see _settings_and_set).
 DEFAULT_SET = PROJECT_ROOT / "evals" / "conversations"
-
-
-def _fail(message: object) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 def _settings_and_set(config: Path | None, load_set: Callable[[Path], list], set_path: Path):
@@ -32,6 +30,9 @@ def _settings_and_set(config: Path | None, load_set: Callable[[Path], list], set
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if set_path in (DEFAULT_SET, DEFAULT_STORY_SET) and checkout() is None:
+        _fail(f"the evaluation sets are not installed with Tandem; they are in its source checkout: "
+              f"pass --set CHECKOUT/evals/{set_path.name} (a file or a folder of them)")
     try:
         return load_settings(config).model_copy(update={"log_level": "WARNING"}), load_set(set_path)
     except BotError as exc:
@@ -105,7 +106,8 @@ async def _run(settings, cases, model: str, concurrency: int):
 # --- `tandem story ...` ------------------------------------------------------------------------------
 
 DEFAULT_STORY_SET = PROJECT_ROOT / "evals" / "stories"
-DEFAULT_STORY_REPORT = PROJECT_ROOT / "test-artifacts" / "story-eval.md"
+# In the checkout's test-artifacts/; in an installed copy, in the working folder's.
+DEFAULT_STORY_REPORT = (checkout() or Path()) / "test-artifacts" / "story-eval.md"
 
 
 @click.group("story")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from bot.cli_options import config_option
 from bot.core.errors import BotError
 from bot.models.bundled import BUNDLED, bundled_status
 from bot.models.config import LmConfig
@@ -16,10 +17,10 @@ from bot.models.config import LmConfig
 log = logging.getLogger(__name__)
 
 
-def _settings(config_file: Path | None):
+def _settings(config: Path | None):
     from bot.settings import load_settings
 
-    return load_settings(config_file)
+    return load_settings(config)
 
 
 @click.group("model")
@@ -28,16 +29,16 @@ def model() -> None:
 
 
 @model.command("prepare")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="tandem.toml to read")
+@config_option
 @click.option("--model", "model_name", default=None, help="override lm.model, e.g. bundled:smollm2")
 @click.option("--backend", default=None, type=click.Choice(["auto", "llama_cpp", "transformers", "openai"]))
-def prepare(config_file: Path | None, model_name: str | None, backend: str | None) -> None:
+def prepare(config: Path | None, model_name: str | None, backend: str | None) -> None:
     """Join a split bundled model (with a progress bar) or convert a GGUF once, then load it."""
     from bot.models.runtime import build_language_model
 
     started = time.perf_counter()
     try:
-        settings = _settings(config_file)
+        settings = _settings(config)
         lm = _override(settings.lm, model_name, backend)
         language_model = build_language_model(lm, Path(settings.data_dir), progress=True)
         asyncio.run(_start_and_close(language_model))
@@ -52,11 +53,11 @@ async def _start_and_close(language_model) -> None:
 
 
 @model.command("info")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None)
-def info(config_file: Path | None) -> None:
+@config_option
+def info(config: Path | None) -> None:
     """Show the configured model and the state of each bundled one."""
     try:
-        settings = _settings(config_file)
+        settings = _settings(config)
     except BotError as exc:
         raise click.ClickException(str(exc)) from exc
     lm = settings.lm
@@ -69,18 +70,18 @@ def info(config_file: Path | None) -> None:
 
 @model.command("try")
 @click.argument("prompt")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None)
+@config_option
 @click.option("--model", "model_name", default=None)
 @click.option("--backend", default=None, type=click.Choice(["auto", "llama_cpp", "transformers", "openai"]))
 @click.option("--chat/--raw", default=True, help="chat template (default) or raw continuation")
 @click.option("--max-new-tokens", default=120, show_default=True)
-def try_prompt(config_file, model_name, backend, prompt: str, chat: bool, max_new_tokens: int) -> None:
+def try_prompt(config, model_name, backend, prompt: str, chat: bool, max_new_tokens: int) -> None:
     """Stream one answer to PROMPT, then print first-token time and speed."""
     from bot.models.base import ChatMessage
     from bot.models.runtime import build_language_model
 
     async def run() -> None:
-        settings = _settings(config_file)
+        settings = _settings(config)
         lm = _override(settings.lm, model_name, backend)
         language_model = build_language_model(lm, Path(settings.data_dir), progress=True)
         await language_model.start()

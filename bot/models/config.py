@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -81,3 +82,6 @@ class LmConfig(BaseModel):
     served_model: str | None = None
     # openai backend: bearer token, from the environment only (TANDEM_LM__API_KEY).
     api_key: SecretStr | None = None
+    # openai backend: the served model's tokenizer.json, for exact token counts without asking the
+    # server; None = the server's tokenize call, or an estimate (erring high) where it has none.
+    tokenizer: Path | None = None

@@ -8,7 +8,6 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from bot.core.errors import ConfigError, ModelError
 from bot.models.base import GenerationParams, ModelBase, Prompt
 from bot.models.cpu import cpu_flags, has_amx
+from bot.models.kv_caches import KvCacheLru
 from bot.models.threaded import WorkerControl, WorkerSet, stream_in_worker
 
 log = logging.getLogger(__name__)
@@ -124,12 +124,12 @@ class LlamaContextPool:
     repacks Q4_K weights into process memory: +1.8 GB per context for the default model).
     """
 
-    def __init__(self, factory, size: int, cache_slots: int) -> None:
+    def __init__(self, factory, size: int, cache_slots: int, name: str = "llama.cpp") -> None:
         self._factory = factory
         self.size = size
         self.cache_slots = cache_slots
         self._slots: list[_Slot] = []
-        self._saved: OrderedDict[str, _SavedSequence] = OrderedDict()
+        self._saved: KvCacheLru[_SavedSequence] = KvCacheLru(cache_slots, name)
         self._lock = threading.Lock()
 
     @property
@@ -184,10 +184,6 @@ class LlamaContextPool:
             written = llama_cpp.llama_state_seq_get_data(ctx, state, size, 0)
             with self._lock:
                 self._saved[slot.key] = _SavedSequence(state, written, llm.input_ids[: llm.n_tokens].copy())
-                self._saved.move_to_end(slot.key)
-                while len(self._saved) > self.cache_slots:
-                    evicted, _ = self._saved.popitem(last=False)
-                    log.debug("kv cache evicted key=%s", evicted)
         slot.key = key
         if saved is None:
             return  # the context keeps what it has: a shared prefix (system prompt) still helps
@@ -247,7 +243,7 @@ class LlamaCppModel(ModelBase):
         self.setting = setting
         # Every running generation needs its own context (and, with repacked weights, its own
         # copy of them); other stories wait as saved KV caches.
-        self.pool = LlamaContextPool(self._new_context, max_concurrent, cache_slots)
+        self.pool = LlamaContextPool(self._new_context, max_concurrent, cache_slots, self.name)
         self._formatter: Any = None
         self._eog: Any = None
         self.last_stats: dict[str, float | int] = {}

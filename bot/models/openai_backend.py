@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
 
 from bot.core.errors import ModelError, ModelTimeout, ModelUnavailable
 from bot.models.base import GenerationParams, ModelBase, Prompt, StopFilter
+from bot.models.token_count import (
+    EstimateCounter,
+    ServerTokenCounter,
+    TokenCounter,
+    TokenizerFileCounter,
+    estimate_tokens,
+    find_tokenize_endpoint,
+)
 
 log = logging.getLogger(__name__)
 # Names the conversation or story a request continues, for story-sticky routing to model servers.
@@ -27,6 +36,11 @@ class OpenAiModel(ModelBase):
     story's requests reach the server whose prefix cache holds it, whichever Tandem worker sends them.
     Banned words need token ids the client does not have, so they are not sent; a warning
     says so once.
+
+    Tokens are counted with the served model's tokenizer: the `tokenizer` file (a tokenizer.json)
+    when one is given, else the server's tokenize call (llama.cpp server, vLLM, llama-cpp-python,
+    TGI), found at `start()`; `count_tokens` never waits on the network (see token_count.py).
+    Without either, counts are estimated, erring high, and a warning says so once.
     """
 
     def __init__(
@@ -39,6 +53,7 @@ class OpenAiModel(ModelBase):
         max_concurrent: int = 1,
         timeout_s: float = 120.0,
         connect_timeout_s: float = 10.0,
+        tokenizer: str | Path | None = None,
     ) -> None:
         super().__init__(max_concurrent=max_concurrent, timeout_s=timeout_s)
         root = base_url.rstrip("/")
@@ -50,6 +65,8 @@ class OpenAiModel(ModelBase):
         self._connect_timeout_s = connect_timeout_s
         self._session: Any = None
         self._warned_banned = False
+        self._tokenizer_file = Path(tokenizer).expanduser() if tokenizer else None
+        self._counter: TokenCounter | None = None
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -70,7 +87,22 @@ class OpenAiModel(ModelBase):
         if self.served_model is None:
             self.served_model = await self._first_model()
             self.name = self.served_model
+        if self._counter is None:
+            self._counter = await self._open_counter()
         log.info("openai-compatible model ready url=%s model=%s", self.base_url, self.served_model)
+
+    async def _open_counter(self) -> TokenCounter:
+        if self._tokenizer_file is not None:
+            return await asyncio.to_thread(TokenizerFileCounter.load, self._tokenizer_file)
+        root = self.base_url.removesuffix("/v1")
+        try:
+            endpoint = await find_tokenize_endpoint(self._session, root, self.served_model,
+                                                    timeout_s=self._connect_timeout_s)
+        except ModelUnavailable as exc:  # with lm.served_model set, start() needs no server
+            return EstimateCounter(self.name, f"the server was not reachable at start-up ({exc})")
+        if endpoint is not None:
+            return ServerTokenCounter(self._session, endpoint, timeout_s=self._connect_timeout_s)
+        return EstimateCounter(self.name, f"the server at {root} has no tokenize call Tandem knows")
 
     async def _first_model(self) -> str:
         import aiohttp
@@ -96,14 +128,30 @@ class OpenAiModel(ModelBase):
         return models[0]["id"]
 
     async def close(self) -> None:
+        counter, self._counter = self._counter, None
+        if isinstance(counter, ServerTokenCounter):
+            await counter.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     def count_tokens(self, text: str) -> int:
-        # The tokenizer lives on the server; ~4 characters a token for English, rounded up
-        # so that prompts built to fit the window rather err on the short side.
-        return math.ceil(len(text) / 3.5)
+        """`text`'s tokens in the served model's tokenizer (estimated, erring high, before `start()`,
+        without a tokenizer, and for words the server has not counted yet)."""
+        if self._counter is None:
+            return estimate_tokens(text)
+        return self._counter.count(text)
+
+    def _counting_paused(self) -> contextlib.AbstractAsyncContextManager[None]:
+        if isinstance(self._counter, ServerTokenCounter):
+            return self._counter.generation()
+        return contextlib.nullcontext()
+
+    async def prepare_counts(self, texts: Iterable[str]) -> None:
+        """Have the server count the words of `texts` now, so that `count_tokens` of them (and of
+        any part of them) is exact at once; nothing to do with a tokenizer file or without a server."""
+        if isinstance(self._counter, ServerTokenCounter):
+            await self._counter.prepare(texts)
 
     def _body(self, prompt: Prompt, params: GenerationParams) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
@@ -158,28 +206,30 @@ class OpenAiModel(ModelBase):
         except TimeoutError:
             raise ModelTimeout(f"{self.name}: no free generation slot within {self.timeout_s:g} s") from None
         try:
-            try:
-                async with asyncio.timeout(remaining()):
-                    resp = await self._session.post(url, json=body, headers=headers)
-            except TimeoutError:
-                raise ModelTimeout(f"{self.name}: no answer from {url} within {self.timeout_s:g} s") from None
-            except aiohttp.ClientError as exc:
-                raise ModelUnavailable(f"{self.name}: cannot reach {url}: {exc!r}") from exc
-            # Closing the response (on cancel, stop or error) drops the connection, which
-            # tells the server to stop generating.
-            async with resp:
-                if resp.status != 200:
-                    detail = (await resp.text())[:300]
-                    raise ModelError(f"{self.name}: {url} answered {resp.status}: {detail}")
-                async for piece in self._read_sse(resp, remaining):
-                    text = stops.feed(piece)
-                    if text:
-                        yield text
-                    if stops.stopped:
-                        return
-                tail = stops.flush()
-                if tail:
-                    yield tail
+            # A server that ends a running stream on any other request gets no tokenize call meanwhile.
+            async with self._counting_paused():
+                try:
+                    async with asyncio.timeout(remaining()):
+                        resp = await self._session.post(url, json=body, headers=headers)
+                except TimeoutError:
+                    raise ModelTimeout(f"{self.name}: no answer from {url} within {self.timeout_s:g} s") from None
+                except aiohttp.ClientError as exc:
+                    raise ModelUnavailable(f"{self.name}: cannot reach {url}: {exc!r}") from exc
+                # Closing the response (on cancel, stop or error) drops the connection, which
+                # tells the server to stop generating.
+                async with resp:
+                    if resp.status != 200:
+                        detail = (await resp.text())[:300]
+                        raise ModelError(f"{self.name}: {url} answered {resp.status}: {detail}")
+                    async for piece in self._read_sse(resp, remaining):
+                        text = stops.feed(piece)
+                        if text:
+                            yield text
+                        if stops.stopped:
+                            return
+                    tail = stops.flush()
+                    if tail:
+                        yield tail
         finally:
             self._slots.release()
 

@@ -105,7 +105,8 @@ def build_language_model(config: LmConfig, data_dir: Path, *, progress: bool = T
         from bot.models.openai_backend import OpenAiModel
 
         api_key = config.api_key.get_secret_value() if config.api_key else None
-        return OpenAiModel(source.location, served_model=config.served_model, api_key=api_key, **common)
+        return OpenAiModel(source.location, served_model=config.served_model, api_key=api_key,
+                           tokenizer=config.tokenizer, **common)
     if backend == "llama_cpp":
         if not llama_cpp_installed():
             raise ConfigError(

@@ -7,13 +7,13 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from bot.core.errors import ConfigError, ModelError
 from bot.models.base import GenerationParams, ModelBase, Prompt
+from bot.models.kv_caches import KvCacheLru
 from bot.models.threaded import GenerationCancelled, GenerationFinished, WorkerControl, WorkerSet, stream_in_worker
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class TransformersModel(ModelBase):
         self._tokenizer: Any = None
         self._lock = threading.Lock()
         self._cache_kw = "past_key_values"
-        self._caches: OrderedDict[str, tuple[list[int], Any]] = OrderedDict()
+        self._caches: KvCacheLru[tuple[list[int], Any]] = KvCacheLru(cache_slots, self.name)
         self.last_stats: dict[str, float | int] = {}
 
     async def start(self) -> None:
@@ -195,10 +195,6 @@ class TransformersModel(ModelBase):
 
     def _keep_cache(self, key: str, ids: list[int], cache: Any) -> None:
         self._caches[key] = (ids, cache)
-        self._caches.move_to_end(key)
-        while len(self._caches) > self.cache_slots:
-            evicted, _ = self._caches.popitem(last=False)
-            log.debug("kv cache evicted model=%s key=%s", self.name, evicted)
 
     def _banned_ids(self, params: GenerationParams) -> list[list[int]]:
         encode = self._tokenizer.encode

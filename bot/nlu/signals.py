@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.core.annotations import Annotations
 from bot.core.errors import ModelUnavailable
+from bot.nlu import profanity
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +154,11 @@ class OffensiveAnnotator(_LazyModel):
         self.threshold = threshold
 
     def _load(self) -> Any:
-        from profanity_check import predict_prob
-
-        return predict_prob
+        # One classifier per process, shared with the output safety check (skills/safety.py).
+        return profanity.shared_classifier()
 
     def score(self, text: str) -> dict[str, Any]:
-        probability = float(self._model([text])[0])
+        probability = self._model.probability(text)
         return {"offensive": probability >= self.threshold, "score": round(probability, 4)}
 
     async def annotate(self, text: str, annotations: Annotations) -> None:

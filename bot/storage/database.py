@@ -17,19 +17,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bot.core.errors import StorageError
+from bot.resources import shipped_folder
 from bot.storage.locks import AdvisoryLock, FileLock, advisory_key
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 # Held by the one process that migrates; the others wait, then find nothing left to do.
 MIGRATION_LOCK_KEY = advisory_key("migrate")
 
 
 def alembic_config(url: str) -> Config:
-    """An Alembic config for `url`; the URL travels in attributes, never in a logged ini value."""
+    """An Alembic config for `url`; the URL travels in attributes, never in a logged ini value.
+    The migrations are the shipped folder: bot/migrations installed, migrations/ in a checkout."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(shipped_folder("migrations")))
     cfg.attributes["url"] = url
     return cfg
 

@@ -1,8 +1,8 @@
 """FeedbackReport: what the dashboard and `tandem feedback report` show, and the feedback export.
 
-Queries stay portable (SQLite and PostgreSQL): rows are grouped by day and de-duplicated in
-Python rather than with dialect-specific date functions. A user who changes a thumb or a rating
-counts once, with the latest value.
+Every figure is aggregated in SQL (the day of a timestamp and the length of a conversation are
+the only dialect-specific expressions: `_day`, `_seconds_between`); a user who changes a thumb or
+a rating counts once, with the latest value. The export streams in keyset pages.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, exists, extract, func, select
 from sqlalchemy.orm import aliased
 
 from bot.storage.database import Database
@@ -190,56 +191,84 @@ def _utc(value: datetime) -> datetime:
 
 async def build_report(db: Database, *, days: int = 30, now: datetime | None = None,
                        comments: int = 10) -> FeedbackReport:
+    """Every figure is aggregated by the database (a constant number of grouped queries, each on
+    an index), so the report costs the same on a thousand messages and on millions."""
     now = _utc(now or datetime.now(UTC))
     first_day = now.date() - timedelta(days=days - 1)
     since = datetime.combine(first_day, datetime.min.time(), UTC)
+    dialect = db.engine.dialect.name
     report = FeedbackReport(days=days, generated_at=now.isoformat(timespec="seconds"))
     async with db.transaction() as session:
-        report.conversations = await session.scalar(select(func.count()).select_from(Conversation)) or 0
-        report.users = await session.scalar(select(func.count(func.distinct(Conversation.user_id)))) or 0
+        report.conversations, report.users = (await session.execute(
+            select(func.count(), func.count(func.distinct(Conversation.user_id))).select_from(Conversation))).one()
         report.turns = await session.scalar(
             select(func.count()).select_from(Message).where(Message.author == "user")) or 0
 
-        started = (await session.scalars(select(Conversation.started_at).where(Conversation.started_at >= since))).all()
-        turn_rows = (await session.execute(
-            select(Message.created_at, Conversation.user_id)
+        started_day = _day(Conversation.started_at, dialect)
+        started = dict((await session.execute(
+            select(started_day, func.count()).where(Conversation.started_at >= since).group_by(started_day))).all())
+        turn_day = _day(Message.created_at, dialect)
+        turns = {day: (count, users) for day, count, users in (await session.execute(
+            select(turn_day, func.count(), func.count(func.distinct(Conversation.user_id)))
             .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Message.author == "user", Message.created_at >= since)
-        )).all()
+            .where(Message.author == "user", Message.created_at >= since).group_by(turn_day))).all()}
 
-        ratings = (await session.execute(
-            select(Feedback.conversation_id, Feedback.user_id, Feedback.value)
-            .where(Feedback.kind == "rating").order_by(Feedback.id)
-        )).all()
+        # A user who changes a rating or a thumb counts once, with the latest value: a row counts
+        # when no later row of the same kind has the same user and target (an anti-join on the
+        # index of the target, where grouping by max(id) would hash every row first).
+        later = aliased(Feedback)
+
+        def latest(kind: str, target):
+            return ~exists().where(later.kind == kind, getattr(later, target) == getattr(Feedback, target),
+                                   later.user_id == Feedback.user_id, later.id > Feedback.id)
+
+        ratings = dict((await session.execute(
+            select(Feedback.value, func.count()).where(Feedback.kind == "rating", latest("rating", "conversation_id"))
+            .group_by(Feedback.value))).all())
+        ups, downs = _count_if(Feedback.value > 0), _count_if(Feedback.value < 0)
+        # One pass over the thumbs, grouped by skill and node together (a few dozen groups),
+        # summed both ways below.
         thumbs = (await session.execute(
-            select(Feedback.message_id, Feedback.user_id, Feedback.value, Message.skill, Message.flow, Message.node)
+            select(Message.skill, Message.flow, Message.node, ups, downs).select_from(Feedback)
             .join(Message, Message.id == Feedback.message_id)
-            .where(Feedback.kind == "thumb").order_by(Feedback.id)
-        )).all()
-        report.offers = await session.scalar(
-            select(func.count()).select_from(FeedbackOffer).where(FeedbackOffer.kind == "rating")) or 0
-        report.offers_answered = await session.scalar(
-            select(func.count()).select_from(FeedbackOffer)
-            .where(FeedbackOffer.kind == "rating", FeedbackOffer.answered.is_(True))) or 0
+            .where(Feedback.kind == "thumb", latest("thumb", "message_id"))
+            .group_by(Message.skill, Message.flow, Message.node))).all()
 
-        lengths = (await session.execute(
-            select(func.count(), func.sum(case((Message.author == "user", 1), else_=0)),
-                   func.min(Message.created_at), func.max(Message.created_at))
-            .group_by(Message.conversation_id)
-        )).all()
+        report.offers, report.offers_answered = (int(n) for n in (await session.execute(
+            select(func.count(), _count_if(FeedbackOffer.answered.is_(True)))
+            .where(FeedbackOffer.kind == "rating"))).one())
+
+        # Conversation length and duration, over the conversations started in the window: from
+        # the conversations to their messages (grouped by conversation id, which SQLite then
+        # reads in index order), never a scan of every message.
+        per_conversation = (
+            select(func.count().label("messages"), _count_if(Message.author == "user").label("turns"),
+                   func.min(Message.created_at).label("first"), func.max(Message.created_at).label("last"))
+            .select_from(Conversation).join(Message, Message.conversation_id == Conversation.id)
+            .where(Conversation.started_at >= since).group_by(Conversation.id).subquery())
+        measured, average_messages, average_turns, average_duration = (await session.execute(
+            select(func.count(), func.avg(per_conversation.c.messages), func.avg(per_conversation.c.turns),
+                   func.avg(_seconds_between(per_conversation.c.first, per_conversation.c.last, dialect)))
+        )).one()
         latest = (await session.execute(
             select(Feedback.created_at, Feedback.kind, Feedback.value, Feedback.comment, Feedback.conversation_id)
             .where(Feedback.comment.is_not(None)).order_by(Feedback.id.desc()).limit(comments)
         )).all()
         report.stories = await _story_stats(session, since)
 
-    report.by_day = _by_day(first_day, days, started, turn_rows)
-    _add_ratings(report, ratings)
-    report.thumbs_by_skill, report.thumbs_by_node = _thumb_stats(thumbs)
-    if lengths:
-        report.average_messages = sum(r[0] for r in lengths) / len(lengths)
-        report.average_turns = sum(int(r[1] or 0) for r in lengths) / len(lengths)
-        report.average_duration_s = sum((_utc(r[3]) - _utc(r[2])).total_seconds() for r in lengths) / len(lengths)
+    report.by_day = _by_day(first_day, days, started, turns)
+    report.rating_count = sum(ratings.values())
+    report.rating_distribution = {k: ratings.get(k, 0) for k in range(1, 6)}
+    report.rating_average = (sum(k * n for k, n in ratings.items()) / report.rating_count
+                             if report.rating_count else None)
+    report.thumbs_by_skill = _thumb_stats((skill or "(none)", up, down) for skill, _, _, up, down in thumbs)
+    report.thumbs_by_node = _thumb_stats((f"{flow}/{node}", up, down) for _, flow, node, up, down in thumbs
+                                         if flow and node)
+    if measured:
+        report.average_messages = float(average_messages)
+        report.average_turns = float(average_turns)
+        # Milliseconds: SQLite's julianday() is a float of days, exact to about a microsecond.
+        report.average_duration_s = round(float(average_duration or 0.0), 3)
     report.latest_comments = [
         CommentRow(_utc(r.created_at).isoformat(timespec="seconds"), r.kind, r.value, r.comment, r.conversation_id)
         for r in latest
@@ -247,25 +276,41 @@ async def build_report(db: Database, *, days: int = 30, now: datetime | None = N
     return report
 
 
+def _count_if(condition):
+    """CASE sums (not FILTER), so SQLite and PostgreSQL both run them."""
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _day(column, dialect: str):
+    """The UTC calendar day of a timestamp as 'YYYY-MM-DD'. SQLite keeps timestamps as UTC text
+    ('2026-12-03 06:12:11.000000'), so the day is its first ten characters."""
+    if dialect == "sqlite":
+        return func.substr(column, 1, 10)
+    return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+
+
+def _seconds_between(first, last, dialect: str):
+    if dialect == "sqlite":
+        return (func.julianday(last) - func.julianday(first)) * 86400.0
+    return extract("epoch", last - first)
+
+
 async def _story_stats(session, since: datetime) -> StoryStats:
-    """Four grouped counts; CASE sums (not FILTER) so SQLite and PostgreSQL both run them."""
-
-    def count_if(condition):
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
     stories, started = (await session.execute(
-        select(func.count(), count_if(Story.created_at >= since)).select_from(Story))).one()
+        select(func.count(), _count_if(Story.created_at >= since)).select_from(Story))).one()
     by_author = {row[0]: row[1:] for row in (await session.execute(
-        select(Passage.author, func.count(), count_if(Passage.status == "incomplete"))
+        select(Passage.author, func.count(), _count_if(Passage.status == "incomplete"))
         .where(Passage.created_at >= since).group_by(Passage.author)
     )).all()}
     # Alternatives are candidates offered beside others: a lone candidate is taken by itself, so
-    # counting it would make nearly every passage a "choice".
+    # counting it would make nearly every passage a "choice". Candidates are written together, so
+    # the groups of the window are those of its passages.
     offered_together = (
-        select(Passage.story_id, Passage.candidate_group).where(Passage.candidate_group.is_not(None))
+        select(Passage.story_id, Passage.candidate_group)
+        .where(Passage.candidate_group.is_not(None), Passage.created_at >= since)
         .group_by(Passage.story_id, Passage.candidate_group).having(func.count() > 1).subquery())
     candidates, chosen = (await session.execute(
-        select(func.count(), count_if(Passage.chosen_at.is_not(None))).select_from(Passage)
+        select(func.count(), _count_if(Passage.chosen_at.is_not(None))).select_from(Passage)
         .join(offered_together, (offered_together.c.story_id == Passage.story_id)
               & (offered_together.c.candidate_group == Passage.candidate_group))
         .where(Passage.created_at >= since, Passage.author == "model"))).one()
@@ -282,86 +327,94 @@ async def _story_stats(session, since: datetime) -> StoryStats:
     )
 
 
-def _by_day(first_day: date, days: int, started, turn_rows) -> list[DayCount]:
-    conversations: Counter[date] = Counter(_utc(t).date() for t in started)
-    turns: Counter[date] = Counter()
-    users: dict[date, set[int]] = defaultdict(set)
-    for created_at, user_id in turn_rows:
-        day = _utc(created_at).date()
-        turns[day] += 1
-        users[day].add(user_id)
+def _by_day(first_day: date, days: int, started: dict[str, int],
+            turns: dict[str, tuple[int, int]]) -> list[DayCount]:
     out = []
     for offset in range(days):
-        day = first_day + timedelta(days=offset)
-        out.append(DayCount(day.isoformat(), conversations[day], turns[day], len(users[day])))
+        day = (first_day + timedelta(days=offset)).isoformat()
+        day_turns, day_users = turns.get(day, (0, 0))
+        out.append(DayCount(day, started.get(day, 0), day_turns, day_users))
     return out
 
 
-def _add_ratings(report: FeedbackReport, rows) -> None:
-    latest: dict[tuple[str, int], int] = {}
-    for conversation_id, user_id, value in rows:  # id order: a later rating replaces an earlier one
-        latest[(conversation_id, user_id)] = value
-    values = list(latest.values())
-    report.rating_count = len(values)
-    report.rating_distribution = {k: values.count(k) for k in range(1, 6)}
-    report.rating_average = sum(values) / len(values) if values else None
-
-
-def _thumb_stats(rows) -> tuple[list[ThumbStat], list[ThumbStat]]:
-    latest: dict[tuple[int, int], tuple[int, str, str | None]] = {}
-    for message_id, user_id, value, skill, flow, node in rows:
-        node_key = f"{flow}/{node}" if flow and node else None
-        latest[(message_id, user_id)] = (value, skill or "(none)", node_key)
-    by_skill: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    by_node: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for value, skill, node_key in latest.values():
-        slot = 0 if value > 0 else 1
-        by_skill[skill][slot] += 1
-        if node_key:
-            by_node[node_key][slot] += 1
-
-    def stats(table: dict[str, list[int]]) -> list[ThumbStat]:
-        return sorted((ThumbStat(k, up, down) for k, (up, down) in table.items()), key=lambda s: (-s.total, s.key))
-
-    return stats(by_skill), stats(by_node)
+def _thumb_stats(rows) -> list[ThumbStat]:
+    table: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for key, up, down in rows:  # '' and NULL skills both read "(none)": one row for them
+        table[key][0] += int(up)
+        table[key][1] += int(down)
+    return sorted((ThumbStat(k, up, down) for k, (up, down) in table.items()), key=lambda s: (-s.total, s.key))
 
 
 # --- export -------------------------------------------------------------------------------------
 
-async def feedback_rows(db: Database) -> list[dict[str, Any]]:
-    """Every piece of feedback with the bot message it refers to and the user message before it."""
+EXPORT_BATCH = 500
+
+
+async def iter_feedback_rows(db: Database, *, batch: int | None = None) -> AsyncIterator[dict[str, Any]]:
+    """Every piece of feedback with the bot message it refers to and the user message before it,
+    in id order, read `batch` rows at a time by id (keyset pages, one short transaction each): the
+    export's memory stays constant however much feedback there is, and no transaction is held
+    open while a slow client downloads."""
+    batch = batch or EXPORT_BATCH
     bot = aliased(Message)
     asked = aliased(Message)
-    async with db.transaction() as session:
-        rows = (await session.execute(
-            select(Feedback, bot.text, bot.skill, bot.flow, bot.node, bot.status, asked.text)
-            .outerjoin(bot, bot.id == Feedback.message_id)
-            .outerjoin(asked, asked.id == bot.parent_id)
-            .order_by(Feedback.id)
-        )).all()
-    return [
-        {
-            "feedback_id": f.id, "kind": f.kind, "value": f.value, "comment": f.comment, "channel": f.channel,
-            "created_at": _utc(f.created_at).isoformat(timespec="seconds"), "conversation_id": f.conversation_id,
-            "user_id": f.user_id, "message_id": f.message_id, "message_text": text, "message_skill": skill,
-            "message_flow": flow, "message_node": node, "message_status": status, "user_message_text": asked_text,
-        }
-        for f, text, skill, flow, node, status, asked_text in rows
-    ]
+    after = 0
+    while True:
+        async with db.transaction() as session:
+            # Columns, not ORM objects: the export reads each row once and never changes it.
+            rows = (await session.execute(
+                select(Feedback.id, Feedback.kind, Feedback.value, Feedback.comment, Feedback.channel,
+                       Feedback.created_at, Feedback.conversation_id, Feedback.user_id, Feedback.message_id,
+                       bot.text, bot.skill, bot.flow, bot.node, bot.status, asked.text)
+                .outerjoin(bot, bot.id == Feedback.message_id)
+                .outerjoin(asked, asked.id == bot.parent_id)
+                .where(Feedback.id > after).order_by(Feedback.id).limit(batch)
+            )).all()
+        for row in rows:
+            values = dict(zip(EXPORT_FIELDS, row, strict=True))
+            values["created_at"] = _utc(row.created_at).isoformat(timespec="seconds")
+            yield values
+        if len(rows) < batch:
+            return
+        after = rows[-1].id
 
 
-def rows_to_csv(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        # A spreadsheet would run a cell starting with = + - @ as a formula: quote it as text.
-        writer.writerow({k: _cell(row.get(k)) for k in EXPORT_FIELDS})
-    return out.getvalue()
+async def feedback_rows(db: Database) -> list[dict[str, Any]]:
+    """The export as a list, for callers that want it whole (tests, small tools)."""
+    return [row async for row in iter_feedback_rows(db)]
 
 
-def rows_to_json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps({"feedback": rows}, ensure_ascii=False, indent=2)
+async def export_chunks(db: Database, fmt: str, *, report: dict[str, Any] | None = None) -> AsyncIterator[str]:
+    """The feedback export as pieces of text, a page of rows at a time: CSV with a header, or
+    JSON `{"report": ..., "feedback": [...]}` (the report only when given). The CLI and the
+    dashboard write these pieces as they come."""
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        async for row in iter_feedback_rows(db):
+            # A spreadsheet would run a cell starting with = + - @ as a formula: quote it as text.
+            writer.writerow({k: _cell(row.get(k)) for k in EXPORT_FIELDS})
+            if out.tell() >= 64 * 1024:
+                yield _drain(out)
+        yield _drain(out)
+        return
+    if fmt != "json":
+        raise ValueError(f"unknown export format {fmt!r}")
+    head = "{" + (f'"report": {json.dumps(report, ensure_ascii=False)}, ' if report is not None else "")
+    yield head + '"feedback": ['
+    separator = "\n"
+    async for row in iter_feedback_rows(db):
+        yield separator + json.dumps(row, ensure_ascii=False)
+        separator = ",\n"
+    yield "\n]}\n"
+
+
+def _drain(out: io.StringIO) -> str:
+    text = out.getvalue()
+    out.seek(0)
+    out.truncate()
+    return text
 
 
 def _cell(value: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -37,9 +38,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# Integer ids are 32-bit on PostgreSQL (64-bit on SQLite); a number outside that range names no
-# row, and sending it to the driver would fail instead of finding nothing.
-MAX_ROW_ID = 2**31 - 1
+# Row ids and the columns that hold them are 64-bit: BIGINT on PostgreSQL, and on SQLite INTEGER,
+# which is already 64-bit and, as the primary key, the rowid that SQLite numbers itself (a BIGINT
+# primary key there would not be). A number outside that range names no row, and sending it to
+# the driver would fail instead of finding nothing.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+MAX_ROW_ID = 2**63 - 1
 # Conversation ids are made by uuid4().hex; anything else (NUL, surrogates, kilobytes) names none.
 _CONVERSATION_ID = re.compile(r"[0-9A-Za-z_-]{1,32}")
 
@@ -62,9 +66,13 @@ class User(Base):
     """A person as one channel knows them (a Telegram user id, a web session, the terminal)."""
 
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("channel", "external_id", name="channel_external_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="channel_external_id"),
+        # Retention finds anonymous users not seen for a while.
+        Index("ix_users_channel_last_seen", "channel", "last_seen_at"),
+    )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
     external_id: Mapped[str] = mapped_column(String(128))
     display_name: Mapped[str | None] = mapped_column(String(256))
@@ -81,13 +89,14 @@ class Conversation(Base):
     __tablename__ = "conversations"
     __table_args__ = (
         Index("ix_conversations_user_started", "user_id", "started_at"),
+        Index("ix_conversations_started_at", "started_at"),
         # One open conversation per user and channel, whichever process opens it.
         Index("uq_conversations_open", "user_id", "channel", unique=True,
               sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(RowId, ForeignKey("users.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -101,14 +110,19 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        # The dashboard's windows (messages per day, user messages of the window).
+        Index("ix_messages_created_at", "created_at"),
+        Index("ix_messages_author_created_at", "author", "created_at"),
+        # Foreign keys: a cascading delete finds the rows that refer to it without a scan.
+        Index("ix_messages_parent_id", "parent_id"),
         # A client's message id is an idempotency key within its conversation.
         Index("uq_messages_conversation_client", "conversation_id", "client_id", unique=True),
         CheckConstraint("author IN ('user', 'bot')", name="author"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(RowId, ForeignKey("messages.id", ondelete="CASCADE"))
     author: Mapped[str] = mapped_column(String(8))
     text: Mapped[str] = mapped_column(Text)
     skill: Mapped[str | None] = mapped_column(String(64))
@@ -141,12 +155,15 @@ class Feedback(Base):
             name="value_range",
         ),
         Index("ix_feedback_conversation_id", "conversation_id"),
+        Index("ix_feedback_message_id", "message_id"),
+        Index("ix_feedback_user_id", "user_id"),
+        Index("ix_feedback_created_at", "created_at"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None] = mapped_column(RowId, ForeignKey("messages.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(RowId, ForeignKey("users.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))
     value: Mapped[int | None] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
@@ -159,7 +176,7 @@ class FeedbackOffer(Base):
 
     __tablename__ = "feedback_offers"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str | None] = mapped_column(String(32))
@@ -183,7 +200,7 @@ class DialogStateRow(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     turn_count: Mapped[int] = mapped_column(Integer, default=0)
     # The last message of the conversation: the next user message's parent.
-    last_message_id: Mapped[int | None] = mapped_column(Integer)
+    last_message_id: Mapped[int | None] = mapped_column(RowId)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -195,8 +212,8 @@ class Story(Base):
     __tablename__ = "stories"
     __table_args__ = (Index("ix_stories_user_updated", "user_id", "updated_at"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(RowId, ForeignKey("users.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200))
     genre: Mapped[str | None] = mapped_column(String(100))
     premise: Mapped[str | None] = mapped_column(Text)
@@ -209,7 +226,7 @@ class Story(Base):
     # Sampling and candidate settings of this story (bot.story.settings.StorySettings).
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # No foreign key: passages point at their story, and a cycle would complicate deletes.
-    head_id: Mapped[int | None] = mapped_column(Integer)
+    head_id: Mapped[int | None] = mapped_column(RowId)
     cursor: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # The story lock across processes: who acts on the story now, and until when (a holder that
     # died stops counting then); renewed while a passage is generated (StoryService._locked).
@@ -227,20 +244,21 @@ class Passage(Base):
     __tablename__ = "passages"
     __table_args__ = (
         Index("ix_passages_story_id_id", "story_id", "id"),
+        Index("ix_passages_parent_id", "parent_id"),
         CheckConstraint("author IN ('user', 'model', 'edited')", name="author"),
         CheckConstraint("status IN ('complete', 'incomplete')", name="status"),
         CheckConstraint("rating IN (-1, 1)", name="rating"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"))
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("passages.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    story_id: Mapped[int] = mapped_column(RowId, ForeignKey("stories.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(RowId, ForeignKey("passages.id", ondelete="CASCADE"))
     author: Mapped[str] = mapped_column(String(8))
     text: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="complete")
-    candidate_group: Mapped[int | None] = mapped_column(Integer)
+    candidate_group: Mapped[int | None] = mapped_column(RowId)
     chosen_at: Mapped[datetime | None] = mapped_column()
-    source_id: Mapped[int | None] = mapped_column(Integer)
+    source_id: Mapped[int | None] = mapped_column(RowId)
     # The writer's thumb on the passage: 1 up, -1 down, NULL none (the studio's thumbs).
     rating: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -251,8 +269,8 @@ class LoreEntry(Base):
 
     __tablename__ = "story_lore"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    story_id: Mapped[int] = mapped_column(RowId, ForeignKey("stories.id", ondelete="CASCADE"), index=True)
     # Comma-separated keywords, matched case-insensitively as word prefixes.
     keys: Mapped[str] = mapped_column(String(300))
     text: Mapped[str] = mapped_column(Text)
@@ -266,12 +284,30 @@ class StorySummary(Base):
     to a passage is unique in the tree, so that passage names the summarised text."""
 
     __tablename__ = "story_summaries"
-    __table_args__ = (Index("ix_story_summaries_story_through", "story_id", "through_id"),)
+    __table_args__ = (
+        Index("ix_story_summaries_story_through", "story_id", "through_id"),
+        Index("ix_story_summaries_through_id", "through_id"),
+    )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"))
-    through_id: Mapped[int] = mapped_column(ForeignKey("passages.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    story_id: Mapped[int] = mapped_column(RowId, ForeignKey("stories.id", ondelete="CASCADE"))
+    through_id: Mapped[int] = mapped_column(RowId, ForeignKey("passages.id", ondelete="CASCADE"))
     # How many passages the summary covers (the path length through `through_id`).
     covered: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AdminSession(Base):
+    """A sign-in to the /admin dashboard: the cookie carries a random secret, this row its sha256
+    (never the secret), so a session expires at `expires_at` and is revoked by sign-out or by
+    `tandem admin revoke`, on every worker at once."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    # Where the sign-in came from, for the list of sessions (`tandem admin sessions`).
+    client: Mapped[str | None] = mapped_column(String(64))

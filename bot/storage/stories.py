@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 
 from bot.core.errors import NotFound
 from bot.storage.database import Database
@@ -113,6 +113,21 @@ def split_keys(keys: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in keys.split(",") if k.strip())
 
 
+async def _insert_passages(session, values: list[dict[str, Any]],
+                           parent_index: list[int | None]) -> list[Passage]:
+    """Insert passages in one INSERT .. RETURNING and link those whose parent is another of them
+    (`parent_index[i]`, its position in `values`) in one UPDATE: two statements however many
+    passages, where a flush per row would cost a round trip each. Returns the rows, in order."""
+    if not values:
+        return []
+    ids = list(await session.scalars(insert(Passage).returning(Passage.id, sort_by_parameter_order=True), values))
+    links = [{"id": ids[i], "parent_id": ids[parent]} for i, parent in enumerate(parent_index) if parent is not None]
+    if links:
+        await session.execute(update(Passage), links)
+    rows = {row.id: row for row in await session.scalars(select(Passage).where(Passage.id.in_(ids)))}
+    return [rows[i] for i in ids]
+
+
 class StoryRepo:
     """Every method takes the acting user's id; another user's story is NotFound, like a missing one."""
 
@@ -144,8 +159,12 @@ class StoryRepo:
     async def list_stories(self, user_id: int) -> list[tuple[StoryRecord, int]]:
         """The user's stories, most recently changed first, each with its passage count."""
         async with self.db.transaction() as session:
+            # Only this user's passages are counted (through ix_stories_user_updated, then
+            # ix_passages_story_id_id), not every passage in the database.
             counts = (
-                select(Passage.story_id, func.count(Passage.id).label("n")).group_by(Passage.story_id).subquery()
+                select(Passage.story_id, func.count(Passage.id).label("n"))
+                .join(Story, Story.id == Passage.story_id).where(Story.user_id == user_id)
+                .group_by(Passage.story_id).subquery()
             )
             rows = await session.execute(
                 select(Story, counts.c.n)
@@ -236,15 +255,11 @@ class StoryRepo:
                     select(func.max(Passage.candidate_group)).where(Passage.story_id == story_id)
                 )
                 group = (top or 0) + 1
-            rows: list[Passage] = []
-            for item in new:
-                parent = rows[item.parent_index].id if item.parent_index is not None else item.parent_id
-                row = Passage(story_id=story_id, parent_id=parent, author=item.author, text=item.text,
-                              status=item.status, candidate_group=group if item.candidate else None,
-                              source_id=item.source_id)
-                session.add(row)
-                await session.flush()
-                rows.append(row)
+            rows = await _insert_passages(session, [
+                {"story_id": story_id, "parent_id": item.parent_id if item.parent_index is None else None,
+                 "author": item.author, "text": item.text, "status": item.status,
+                 "candidate_group": group if item.candidate else None, "source_id": item.source_id}
+                for item in new], [item.parent_index for item in new])
             if rows and not keep_head:
                 story.head_id = rows[-1 if head_index is None else head_index].id
             if cursor is not None:
@@ -359,15 +374,18 @@ class StoryRepo:
                         settings=dict(meta.get("settings") or {}), cursor={})
             session.add(row)
             await session.flush()
-            ids: dict[int, int] = {}
-            for item in story.passages:  # parents come first: the caller orders them
-                passage = Passage(story_id=row.id, parent_id=ids.get(item["parent_id"]) if item["parent_id"] is not None else None,
-                                  author=item["author"], text=item["text"], status=item.get("status", "complete"),
-                                  candidate_group=item.get("candidate_group"),
-                                  chosen_at=utcnow() if item.get("chosen") else None, rating=item.get("rating"))
-                session.add(passage)
-                await session.flush()
-                ids[item["id"]] = passage.id
+            # Parents come first (the caller orders them); a parent id the export does not hold
+            # leaves its passage a root. Exported id 0 is an id like any other.
+            index_of = {item["id"]: i for i, item in enumerate(story.passages)}
+            now = utcnow()
+            inserted = await _insert_passages(session, [
+                {"story_id": row.id, "parent_id": None, "author": item["author"], "text": item["text"],
+                 "status": item.get("status", "complete"), "candidate_group": item.get("candidate_group"),
+                 "chosen_at": now if item.get("chosen") else None, "rating": item.get("rating")}
+                for item in story.passages],
+                [index_of.get(item["parent_id"]) if item["parent_id"] is not None else None
+                 for item in story.passages])
+            ids = {item["id"]: passage.id for item, passage in zip(story.passages, inserted, strict=True)}
             for keys, text, enabled in story.lore:
                 session.add(LoreEntry(story_id=row.id, keys=keys, text=text, enabled=enabled))
             for summary in story.summaries:

@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.core.errors import refusal
 from bot.story.tree import AUTHOR_LABELS, AUTHOR_NAMES, StoryView, passage_json, swipe_positions
+from bot.storage.schema import is_row_id
 from bot.storage.stories import ImportedStory, LoreRecord, PassageRecord, SummaryRecord
 
 FORMAT = "tandem-story"
@@ -162,8 +163,8 @@ def _check_passage(item: Any, number: int) -> dict[str, Any]:
                       f"Отрывок {number}: status должен быть complete или incomplete.")
     group = item.get("candidate_group")
     rating = item.get("rating")
-    # A group is only a grouping: one the database cannot hold (past 32 bits) is read as none.
-    group_fits = isinstance(group, int) and not isinstance(group, bool) and 0 <= group < 2**31
+    # A group is only a grouping: one the database cannot hold (past 64 bits) is read as none.
+    group_fits = is_row_id(group) and group >= 0
     return {"id": pid, "parent_id": parent, "author": item["author"], "text": text, "status": status,
             "candidate_group": group if group_fits else None, "chosen": bool(item.get("chosen")),
             "rating": rating if rating in (-1, 1) and not isinstance(rating, bool) else None}

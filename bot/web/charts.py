@@ -1,22 +1,26 @@
 """Small server-rendered SVG charts for the dashboard: lines over days, bars, up/down bars, a gauge.
 
-Every label is escaped; each chart is an <svg role="img"> with a text alternative.
+Every label and name is escaped as it goes in, and everything else in the markup is a number or a
+constant, so each chart comes back as markupsafe.Markup that a template puts into the page as it is.
+Each chart is an <svg role="img"> with a text alternative.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from html import escape
+
+from markupsafe import Markup, escape
 
 PALETTE = ("#1d4ed8", "#b45309", "#15803d", "#9333ea")
 UP, DOWN, GRID, INK, MUTED = "#15803d", "#b91c1c", "#e4e4e7", "#1b1b1f", "#52525b"
 FONT = 'font-family="system-ui, sans-serif"'
 
 
-def _svg(width: int, height: int, label: str, body: list[str]) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
-            f'role="img" aria-label="{escape(label)}" {FONT}><title>{escape(label)}</title>'
-            + "".join(body) + "</svg>")
+def _svg(width: int, height: int, label: str, body: list[str]) -> Markup:
+    """The one place a chart becomes markup: `body` holds escaped text, numbers and constants only."""
+    return Markup(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+                  f'role="img" aria-label="{escape(label)}" {FONT}><title>{escape(label)}</title>'
+                  + "".join(body) + "</svg>")
 
 
 def _nice_max(value: float) -> float:
@@ -33,7 +37,7 @@ def _nice_max(value: float) -> float:
 
 
 def line_chart(labels: Sequence[str], series: dict[str, Sequence[float]], label: str,
-               width: int = 1040, height: int = 240) -> str:
+               width: int = 1040, height: int = 240) -> Markup:
     """One line per series over `labels` (days), with a legend and a few x labels."""
     left, right, top, bottom = 36, 10, 26, 28
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -70,8 +74,9 @@ def line_chart(labels: Sequence[str], series: dict[str, Sequence[float]], label:
 
 
 def bar_chart(bars: Sequence[tuple[str, float]], label: str, width: int = 320, height: int = 200,
-              colour: str = PALETTE[1]) -> str:
+              colour: str = PALETTE[1]) -> Markup:
     """Vertical bars with their value on top (e.g. how many ratings of 1★ … 5★)."""
+    colour = escape(colour)
     left, top, bottom = 10, 18, 26
     plot_h = height - top - bottom
     peak = max((v for _, v in bars), default=0) or 1
@@ -89,7 +94,7 @@ def bar_chart(bars: Sequence[tuple[str, float]], label: str, width: int = 320, h
     return _svg(width, height, label, body)
 
 
-def up_down_bars(rows: Sequence[tuple[str, int, int]], label: str, width: int = 1040) -> str:
+def up_down_bars(rows: Sequence[tuple[str, int, int]], label: str, width: int = 1040) -> Markup:
     """One horizontal bar per row: the thumbs-up share in green, down in red, ratio and counts beside."""
     if not rows:
         return _svg(width, 40, label, [f'<text x="8" y="24" font-size="13" fill="{MUTED}">No thumbs yet.</text>'])
@@ -108,11 +113,11 @@ def up_down_bars(rows: Sequence[tuple[str, int, int]], label: str, width: int = 
         body.append(f'<rect x="{name_w + up_w:.1f}" y="{y + 3}" width="{bar_w - up_w:.1f}" height="16" fill="{DOWN}"/>')
         ratio = f"{100 * up / total:.0f}%" if total else "—"
         body.append(f'<text x="{name_w + bar_w + 8}" y="{y + 16}" font-size="12" fill="{INK}">{ratio} '
-                    f'<tspan fill="{MUTED}">({up}↑ {down}↓)</tspan></text>')
+                    f'<tspan fill="{MUTED}">({up:d}↑ {down:d}↓)</tspan></text>')
     return _svg(width, height, label, body)
 
 
-def gauge(ratio: float | None, label: str, caption: str, size: int = 160) -> str:
+def gauge(ratio: float | None, label: str, caption: str, size: int = 160) -> Markup:
     """A ring showing a share (e.g. rating offers answered), the percentage in the middle."""
     r, c = size * 0.38, size / 2
     circumference = 2 * 3.141592653589793 * r
@@ -120,8 +125,8 @@ def gauge(ratio: float | None, label: str, caption: str, size: int = 160) -> str
     text = "—" if ratio is None else f"{ratio * 100:.0f}%"
     body = [
         f'<circle cx="{c}" cy="{c}" r="{r:.1f}" fill="none" stroke="{GRID}" stroke-width="14"/>',
-        f'<circle cx="{c}" cy="{c}" r="{r:.1f}" fill="none" stroke="{PALETTE[0]}" stroke-width="14" '
-        f'stroke-dasharray="{circumference * share:.1f} {circumference:.1f}" transform="rotate(-90 {c} {c})"/>',
+        (f'<circle cx="{c}" cy="{c}" r="{r:.1f}" fill="none" stroke="{PALETTE[0]}" stroke-width="14" '
+         f'stroke-dasharray="{circumference * share:.1f} {circumference:.1f}" transform="rotate(-90 {c} {c})"/>'),
         f'<text x="{c}" y="{c + 2}" font-size="26" font-weight="700" text-anchor="middle" fill="{INK}">{text}</text>',
         f'<text x="{c}" y="{c + 22}" font-size="11" text-anchor="middle" fill="{MUTED}">{escape(caption)}</text>',
     ]

@@ -1,29 +1,34 @@
 """The feedback dashboard at /admin behind TANDEM_ADMIN_TOKEN: the report as HTML with SVG charts,
 and the feedback export as CSV and JSON.
 
-Sign-in: `Authorization: Bearer TOKEN`, or the login form, which sets an HttpOnly, SameSite=Strict
-cookie holding an HMAC of the token (never the token itself). Both compare in constant time.
+Sign-in: `Authorization: Bearer TOKEN` (compared in constant time), or the login form: the right
+token makes a server-side session (bot/storage/admin_sessions.py) whose random secret goes into an
+HttpOnly, SameSite=Strict cookie on /admin. The session ends at `admin_session_hours`, at sign-out,
+or at `tandem admin revoke`, on every worker at once. Pages come from the autoescaped Jinja
+templates in bot/web/templates/.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import hmac
 import logging
 from dataclasses import dataclass
-from html import escape
+from datetime import timedelta
 
+import jinja2
 from aiohttp import web
 
+from bot.channels.ratelimit import client_ip
 from bot.settings import Settings
+from bot.storage.admin_sessions import AdminSessionRecord, AdminSessionRepo
 from bot.storage.database import Database
-from bot.storage.reports import FeedbackReport, build_report, feedback_rows, rows_to_csv, rows_to_json
+from bot.storage.reports import FeedbackReport, build_report, export_chunks
 from bot.web.charts import bar_chart, gauge, line_chart, up_down_bars
 
 log = logging.getLogger(__name__)
 
 COOKIE = "tandem_admin"
-COOKIE_MAX_AGE_S = 8 * 3600
 DEFAULT_DAYS = 30
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
@@ -36,30 +41,54 @@ SECURITY_HEADERS = {
 class DashboardConfig:
     db: Database
     token: str | None
+    sessions: AdminSessionRepo
+    session_lifetime: timedelta
+    trust_forwarded_for: bool = False
 
 
 DASHBOARD: web.AppKey[DashboardConfig] = web.AppKey("dashboard", DashboardConfig)
 
 
-def _session_value(token: str) -> str:
-    return hmac.new(token.encode(), b"tandem-admin-session", hashlib.sha256).hexdigest()
+@dataclass(frozen=True)
+class AdminAuth:
+    """Who an /admin request is: `admin` when its bearer token or its session cookie is good;
+    `session` is the cookie's valid session, if any."""
+
+    admin: bool
+    session: AdminSessionRecord | None = None
+
+
+ADMIN_AUTH: web.RequestKey[AdminAuth] = web.RequestKey("tandem_admin_auth", AdminAuth)
+
+
+@web.middleware
+async def admin_auth(request: web.Request, handler) -> web.StreamResponse:
+    """Resolve the sign-in of every /admin request once, before its handler runs (a cookie costs
+    one lookup in admin_sessions; the bearer token none)."""
+    if request.path == "/admin" or request.path.startswith("/admin/"):
+        request[ADMIN_AUTH] = await _authenticate(request)
+    return await handler(request)
+
+
+async def _authenticate(request: web.Request) -> AdminAuth:
+    config = request.app[DASHBOARD]
+    if not config.token:
+        return AdminAuth(False)
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and given:
+        return AdminAuth(hmac.compare_digest(given.strip().encode(), config.token.encode()))
+    cookie = request.cookies.get(COOKIE, "")
+    session = await config.sessions.lookup(cookie) if cookie else None
+    return AdminAuth(session is not None, session)
 
 
 def is_admin(request: web.Request) -> bool:
-    token = request.app[DASHBOARD].token
-    if not token:
-        return False
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and given:
-        return hmac.compare_digest(given.strip().encode(), token.encode())
-    cookie = request.cookies.get(COOKIE, "")
-    return bool(cookie) and hmac.compare_digest(cookie.encode(), _session_value(token).encode())
+    auth = request.get(ADMIN_AUTH)
+    return auth is not None and auth.admin
 
 
-def _html(body: str, status: int = 200, title: str = "Tandem dashboard") -> web.Response:
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
-            f'content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
-            f'<style>{STYLE}</style></head><body>{body}</body></html>')
+def _html(template: str, status: int = 200, **context) -> web.Response:
+    page = templates().get_template(template).render(**context)
     return web.Response(text=page, content_type="text/html", status=status, headers=SECURITY_HEADERS)
 
 
@@ -81,37 +110,44 @@ def _days(request: web.Request) -> int:
 
 async def login_form(request: web.Request, error: str = "", status: int = 200) -> web.Response:
     if not request.app[DASHBOARD].token:
-        return _html('<main class="narrow"><h1>Dashboard off</h1><p>Set <code>TANDEM_ADMIN_TOKEN</code> in the '
-                     'environment and restart Tandem to open the feedback dashboard.</p></main>', 503)
-    message = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
-    return _html(
-        '<main class="narrow"><h1>Tandem dashboard</h1>' + message +
-        '<form method="post" action="/admin/login"><label for="token">Admin token</label>'
-        '<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>'
-        '<button type="submit">Sign in</button></form></main>', status, "Sign in — Tandem")
+        return _html("off.html", 503, title="Tandem dashboard")
+    return _html("login.html", status, title="Sign in — Tandem", error=error)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    token = request.app[DASHBOARD].token
+    config = request.app[DASHBOARD]
     try:
         form = await request.post()
     except (LookupError, ValueError):
         # A charset Python does not know ("charset=nope") or a body that is not the form it says.
         return await login_form(request, "That sign-in form could not be read; send it again.", 400)
     given = str(form.get("token", ""))
-    if not token or not hmac.compare_digest(given.encode(), token.encode()):
+    if not config.token or not hmac.compare_digest(given.encode(), config.token.encode()):
         log.warning("dashboard login refused remote=%s", request.remote)
         return await login_form(request, "That token is not right.", 401)
+    await _end_session(request)  # a browser signing in again keeps one session, not two
+    await config.sessions.delete_expired()
+    secret = await config.sessions.create(config.session_lifetime,
+                                          client_ip(request, config.trust_forwarded_for))
+    log.info("dashboard login remote=%s", request.remote)
     response = web.HTTPSeeOther("/admin")
-    response.set_cookie(COOKIE, _session_value(token), max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="Strict",
-                        secure=request.secure, path="/admin")
+    response.set_cookie(COOKIE, secret, max_age=int(config.session_lifetime.total_seconds()), httponly=True,
+                        samesite="Strict", secure=request.secure, path="/admin")
     raise response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    await _end_session(request)
     response = web.HTTPSeeOther("/admin/login")
     response.del_cookie(COOKIE, path="/admin")
     raise response
+
+
+async def _end_session(request: web.Request) -> None:
+    """Revoke the session of the request's cookie, if it names a valid one."""
+    auth = request.get(ADMIN_AUTH)
+    if auth is not None and auth.session is not None:
+        await request.app[DASHBOARD].sessions.revoke(auth.session.id)
 
 
 async def dashboard(request: web.Request) -> web.StreamResponse:
@@ -119,7 +155,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/admin/login")
     days = _days(request)
     report = await build_report(request.app[DASHBOARD].db, days=days)
-    return _html(render(report))
+    return web.Response(text=render(report), content_type="text/html", headers=SECURITY_HEADERS)
 
 
 async def report_json(request: web.Request) -> web.Response:
@@ -128,142 +164,80 @@ async def report_json(request: web.Request) -> web.Response:
     return web.json_response(report.to_json(), headers={"Cache-Control": "no-store"})
 
 
-async def export(request: web.Request) -> web.Response:
+async def export(request: web.Request) -> web.StreamResponse:
+    """The feedback export, streamed a page of rows at a time (constant memory however much
+    feedback there is). A client that goes away mid-download ends it quietly."""
     _require(request)
-    rows = await feedback_rows(request.app[DASHBOARD].db)
     fmt = request.match_info["fmt"]
-    body, content_type = (rows_to_csv(rows), "text/csv") if fmt == "csv" else (rows_to_json(rows), "application/json")
-    return web.Response(text=body, content_type=content_type, headers={
+    response = web.StreamResponse(headers={
+        "Content-Type": f"{'text/csv' if fmt == 'csv' else 'application/json'}; charset=utf-8",
         "Content-Disposition": f'attachment; filename="tandem-feedback.{fmt}"', "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
     })
+    await response.prepare(request)
+    try:
+        async for chunk in export_chunks(request.app[DASHBOARD].db, fmt):
+            await response.write(chunk.encode("utf-8"))
+    except ConnectionResetError:
+        return response
+    await response.write_eof()
+    return response
 
 
 # --- rendering -------------------------------------------------------------------------------------
 
-def _card(label: str, value: str, note: str = "") -> str:
-    note_html = f"<small>{escape(note)}</small>" if note else ""
-    return f'<div class="card"><span>{escape(label)}</span><strong>{escape(value)}</strong>{note_html}</div>'
+@functools.cache
+def templates() -> jinja2.Environment:
+    """The dashboard's templates, loaded from the installed package and escaped by default."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("bot.web", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = _fmt
+    env.filters["duration"] = _duration
+    return env
 
 
 def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
     return "—" if value is None else pattern.format(value)
 
 
-def _stories_panel(report: FeedbackReport) -> str:
-    st = report.stories
-    if not st.stories:
-        return '<section class="panel wide"><h2>Stories</h2><p>No stories yet.</p></section>'
-    cards = "".join([
-        _card("Stories", str(st.stories), f"{st.stories_started} started in the last {report.days} days"),
-        _card("Passages", str(st.passages), f"{st.passages_user} user, {st.passages_model} model, "
-                                            f"{st.passages_edited} edited, last {report.days} days"),
-        _card("Incomplete", str(st.model_incomplete), f"of {st.passages_model} model passages"),
-        _card("Alternatives chosen", _fmt(st.candidate_choice_rate, "{:.0%}"),
-              f"{st.candidates_chosen} of {st.candidates} candidates"),
-        _card("Passage thumbs up", _fmt(st.thumbs_up_ratio, "{:.0%}"),
-              f"{st.thumbs_up} up, {st.thumbs_down} down, all time"),
-    ])
-    by_author = bar_chart([("user", st.passages_user), ("model", st.passages_model), ("edited", st.passages_edited)],
-                          f"Passages by author over the last {report.days} days")
-    chosen = gauge(st.candidate_choice_rate, "Share of alternative passages chosen",
-                   f"{st.candidates_chosen} of {st.candidates} candidates")
-    return f"""<section class="panel wide"><h2>Stories</h2><section class="cards">{cards}</section>
-<div class="grid"><div><h3>Passages by author, last {report.days} days</h3>{by_author}</div>
-<div><h3>Alternatives chosen</h3>{chosen}</div></div></section>"""
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def render(report: FeedbackReport) -> str:
-    duration = report.average_duration_s
-    duration_text = "—" if duration is None else (f"{duration / 60:.1f} min" if duration >= 60 else f"{duration:.0f} s")
-    cards = "".join([
-        _card("Conversations", str(report.conversations)),
-        _card("Users", str(report.users)),
-        _card("Turns", str(report.turns)),
-        _card("Average rating", _fmt(report.rating_average, "{:.2f} ★"), f"{report.rating_count} ratings"),
-        _card("Thumbs up", _fmt(report.thumbs_up_ratio, "{:.0%}"),
-              f"{sum(s.total for s in report.thumbs_by_skill)} thumbs"),
-        _card("Avg. conversation", _fmt(report.average_turns, "{:.1f} turns"),
-              f"{_fmt(report.average_messages)} messages, {duration_text}"),
-    ])
-    labels = [d.day for d in report.by_day]
-    activity = line_chart(labels, {
-        "conversations": [d.conversations for d in report.by_day],
-        "turns": [d.turns for d in report.by_day],
-        "users": [d.users for d in report.by_day],
-    }, f"Conversations, turns and users per day over the last {report.days} days")
-    ratings = bar_chart([(f"{k}★", report.rating_distribution.get(k, 0)) for k in range(1, 6)],
-                        "Distribution of conversation ratings")
-    offers = gauge(report.offer_response_rate, "Share of rating offers answered",
-                   f"{report.offers_answered} of {report.offers} offers")
-    by_skill = up_down_bars([(s.key, s.up, s.down) for s in report.thumbs_by_skill], "Thumbs up and down by skill")
-    by_node = up_down_bars([(s.key, s.up, s.down) for s in report.thumbs_by_node],
-                           "Thumbs up and down by dialog graph node")
-    comments = "".join(
-        f'<tr><td>{escape(c.created_at[:16].replace("T", " "))}</td><td>{escape(c.kind)}'
-        f'{"" if c.value is None else " " + escape(str(c.value))}</td><td>{escape(c.comment)}</td>'
-        f'<td><code>{escape(c.conversation_id[:8])}</code></td></tr>'
-        for c in report.latest_comments
-    ) or '<tr><td colspan="4">No comments yet.</td></tr>'
-    day_links = " · ".join(f'<a href="/admin?days={d}">{d} days</a>' for d in (7, 30, 90))
-    return f"""
-<header><h1>Tandem feedback</h1><nav>{day_links} · <a href="/admin/feedback.csv">feedback.csv</a> ·
-<a href="/admin/feedback.json">feedback.json</a> · <a href="/admin/report.json?days={report.days}">report.json</a>
-<form method="post" action="/admin/logout"><button type="submit">Sign out</button></form></nav></header>
-<main>
-<section class="cards">{cards}</section>
-<section class="panel wide"><h2>Activity, last {report.days} days</h2>{activity}</section>
-<div class="grid">
-<section class="panel"><h2>Conversation ratings</h2>{ratings}
-<p>Average <strong>{_fmt(report.rating_average, "{:.2f}")}</strong> of {report.rating_count} ratings.</p></section>
-<section class="panel"><h2>Rating offers answered</h2>{offers}</section>
-</div>
-<section class="panel wide"><h2>Thumbs up by skill</h2>{by_skill}</section>
-<section class="panel wide"><h2>Thumbs up by dialog graph node</h2>{by_node}</section>
-{_stories_panel(report)}
-<section class="panel wide"><h2>Latest comments</h2>
-<table><thead><tr><th scope="col">When (UTC)</th><th scope="col">Kind</th><th scope="col">Comment</th>
-<th scope="col">Conversation</th></tr></thead><tbody>{comments}</tbody></table></section>
-<p class="muted">Generated {escape(report.generated_at)}.</p>
-</main>"""
-
-
-STYLE = """
-body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1b1b1f; background: #f4f4f5; }
-header { display: flex; flex-wrap: wrap; align-items: center; justify-content: space-between; gap: 8px;
-  padding: 12px 24px; background: #1e3a8a; color: #fff; }
-header h1 { margin: 0; font-size: 20px; }
-header a { color: #fff; }
-header form { display: inline; margin-left: 8px; }
-main { max-width: 1100px; margin: 0 auto; padding: 20px; }
-main.narrow { max-width: 380px; margin-top: 10vh; background: #fff; border-radius: 12px; padding: 24px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); gap: 12px; margin-bottom: 16px; }
-.card { background: #fff; border-radius: 12px; padding: 12px 16px; box-shadow: 0 1px 2px rgba(0,0,0,.08); }
-.card span { display: block; color: #52525b; font-size: 13px; }
-.card strong { display: block; font-size: 26px; }
-.card small { color: #52525b; }
-.panel { background: #fff; border-radius: 12px; padding: 12px 16px 16px; margin-bottom: 16px; box-shadow: 0 1px 2px rgba(0,0,0,.08); }
-.panel h2 { font-size: 16px; margin: 0 0 8px; }
-.panel h3 { font-size: 14px; margin: 0 0 6px; color: #52525b; }
-.panel .card { box-shadow: 0 0 0 1px #e4e4e7; }
-.grid { display: grid; grid-template-columns: 2fr 1fr; gap: 16px; }
-.grid svg { max-height: 220px; }
-@media (max-width: 700px) { .grid { grid-template-columns: 1fr; } }
-table { width: 100%; border-collapse: collapse; font-size: 14px; }
-th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid #e4e4e7; vertical-align: top; }
-td:nth-child(3) { white-space: pre-wrap; overflow-wrap: anywhere; }
-label { display: block; margin: 12px 0 4px; }
-input { width: 100%; box-sizing: border-box; font: inherit; padding: 8px; border: 1px solid #a1a1aa; border-radius: 8px; }
-button { font: inherit; margin-top: 12px; padding: 7px 14px; border: none; border-radius: 8px; background: #1d4ed8; color: #fff; cursor: pointer; }
-header button { margin: 0; background: rgba(255,255,255,.2); }
-.error { color: #991b1b; }
-.muted { color: #52525b; font-size: 13px; }
-:focus-visible { outline: 3px solid #f59e0b; outline-offset: 2px; }
-"""
+    """The whole dashboard page for `report`."""
+    st = report.stories
+    charts = {
+        "activity": line_chart([d.day for d in report.by_day], {
+            "conversations": [d.conversations for d in report.by_day],
+            "turns": [d.turns for d in report.by_day],
+            "users": [d.users for d in report.by_day],
+        }, f"Conversations, turns and users per day over the last {report.days} days"),
+        "ratings": bar_chart([(f"{k}★", report.rating_distribution.get(k, 0)) for k in range(1, 6)],
+                             "Distribution of conversation ratings"),
+        "offers": gauge(report.offer_response_rate, "Share of rating offers answered",
+                        f"{report.offers_answered} of {report.offers} offers"),
+        "by_skill": up_down_bars([(s.key, s.up, s.down) for s in report.thumbs_by_skill],
+                                 "Thumbs up and down by skill"),
+        "by_node": up_down_bars([(s.key, s.up, s.down) for s in report.thumbs_by_node],
+                                "Thumbs up and down by dialog graph node"),
+        "stories_by_author": bar_chart(
+            [("user", st.passages_user), ("model", st.passages_model), ("edited", st.passages_edited)],
+            f"Passages by author over the last {report.days} days"),
+        "stories_chosen": gauge(st.candidate_choice_rate, "Share of alternative passages chosen",
+                                f"{st.candidates_chosen} of {st.candidates} candidates"),
+    }
+    return templates().get_template("dashboard.html").render(title="Tandem dashboard", report=report, charts=charts)
 
 
 def add_routes(app: web.Application, db: Database, settings: Settings) -> None:
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    app[DASHBOARD] = DashboardConfig(db, token or None)
+    app[DASHBOARD] = DashboardConfig(db, token or None, AdminSessionRepo(db),
+                                     timedelta(hours=settings.admin_session_hours),
+                                     settings.server.trust_forwarded_for)
+    app.middlewares.append(admin_auth)
     app.router.add_get("/admin", dashboard)
     app.router.add_get("/admin/login", login_form)
     app.router.add_post("/admin/login", login)

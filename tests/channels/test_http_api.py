@@ -214,7 +214,7 @@ def test_the_token_cache_forgets_after_its_ttl_and_beyond_its_size() -> None:
     cache.put("c", 3)
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
     now[0] = 30.0
-    assert cache.get("a") is None and len(cache) == 1
+    assert cache.get("a") is None and len(cache) == 0  # "a" and "c" both expired at 30
     cache.put("d", 4)
     cache.forget_user(4)
     assert cache.get("d") is None

@@ -4,10 +4,13 @@ webhook mode with and without the right secret; a conversation that survives a r
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
+from bot.channels.telegram import RATE_LIMITER_LOGGER
 from bot.core.skill import Skill, Turn
 from bot.storage.schema import Conversation, Feedback, Message
 from tests.channels.fake_bot_api import BOT_ID, FakeBotApi
@@ -45,6 +48,36 @@ async def test_a_429_is_waited_out_and_the_message_arrives_once(bot) -> None:
     attempts = api.calls_of("sendMessage", ANN)
     assert len(attempts) == 2 and attempts[1].at - attempts[0].at >= 1.0
     assert len(messages) == 1
+
+
+@pytest.mark.parametrize("status,retry_after", [(429, 1), (502, None)])
+async def test_a_persistent_fault_costs_max_retries_plus_one_calls_and_two_log_lines(
+        api, tmp_path, caplog, status, retry_after) -> None:
+    """One retry policy: AIORateLimiter only paces, ApiCaller retries. With both retrying a 429 that
+    never ends cost (max_retries + 1) ** 2 calls (9 here, 36 with the default max_retries=5)."""
+    async with running_bot(api, tmp_path / "data", max_retries=2) as bot:
+        api.fail("sendMessage", status=status, description="Too Many Requests: retry after 1"
+                 if retry_after else "Bad Gateway", retry_after=retry_after, times=100)
+        with caplog.at_level(logging.INFO):
+            await api.send_text(ANN, "/help")
+            await logged(caplog, "telegram reply not delivered")
+        attempts = api.calls_of("sendMessage", ANN)
+        assert len(attempts) == 3
+        if retry_after:  # each try waited as long as Telegram asked
+            assert all(b.at - a.at >= retry_after for a, b in zip(attempts, attempts[1:], strict=False))
+        lines = [r.getMessage() for r in caplog.records
+                 if r.levelno >= logging.WARNING and "method=sendMessage" in r.getMessage()]
+        assert len(lines) == 2 and "retrying" in lines[0] and "gave up method=sendMessage attempts=3" in lines[1]
+        assert not [r for r in caplog.records if r.name == RATE_LIMITER_LOGGER]  # no traceback per 429
+        assert faults_left(api, "sendMessage") == 97
+
+
+async def logged(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 30.0) -> None:
+    """Wait until a log line containing `text` is written."""
+    deadline = time.monotonic() + timeout
+    while not any(text in record.getMessage() for record in caplog.records):
+        assert time.monotonic() < deadline, f"never logged: {text!r}"
+        await asyncio.sleep(0.05)
 
 
 async def test_server_errors_and_dropped_connections_are_retried(bot) -> None:

@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from bot.app import build_app
+from bot.channels.websocket import ClientLedger, _Sent
 from bot.models.fake import FakeLanguageModel
 from bot.server import init_app
 from bot.storage.schema import Feedback, FeedbackOffer, Message
@@ -269,3 +270,19 @@ async def test_small_talk_reaches_the_widget_word_by_word(settings) -> None:
             await ws.close()
     finally:
         await app.close()
+
+
+class _Stream:
+    done = False
+
+
+def test_the_ledger_forgets_the_oldest_message_beyond_its_size() -> None:
+    ledger = ClientLedger(size=2)
+    sent = [_Sent(_Stream(), "conv") for _ in range(3)]
+    for index, entry in enumerate(sent):
+        ledger.add("conv", f"c{index}", entry)
+    assert ledger.get("conv", "c0") is None  # the oldest went first
+    assert [cid for cid, _ in ledger.running("conv")] == ["c1", "c2"]
+    ledger.forget("conv", "c1", sent[0])      # another message's entry: kept
+    ledger.forget("conv", "c2", sent[2])
+    assert [cid for cid, _ in ledger.running("conv")] == ["c1"]

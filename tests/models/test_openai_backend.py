@@ -20,6 +20,7 @@ from bot.models.base import ChatMessage, GenerationParams
 from bot.models.openai_backend import OpenAiModel
 
 from .conftest import needs_llama_cpp, needs_smollm2
+from .test_token_count import ENGLISH, RUSSIAN, old_estimate, settled
 
 
 def free_port() -> int:
@@ -203,3 +204,47 @@ async def test_real_server_seeds_and_stop_strings(served) -> None:
     params = GenerationParams(max_new_tokens=20, temperature=0, stop=(",",))
     text = await served.generate("Count: one, two, three, four,", params)
     assert "," not in text
+
+
+@needs_smollm2
+@needs_llama_cpp
+@pytest.mark.slow
+async def test_real_server_counts_russian_with_the_served_models_tokenizer(served, smollm2_gguf: Path) -> None:
+    import llama_cpp
+
+    vocab = llama_cpp.Llama(model_path=str(smollm2_gguf), vocab_only=True, verbose=False)
+
+    def real(text: str) -> int:
+        return len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    assert served._counter.endpoint.server == "llama-cpp-python"  # found at start(): /extras/tokenize
+    await served.prepare_counts([RUSSIAN, ENGLISH])
+    for text in (RUSSIAN, ENGLISH):
+        assert abs(served.count_tokens(text) - real(text)) <= 0.02 * real(text)
+    # 3.5 characters a token counted this Russian story at well under half its real length.
+    assert old_estimate(RUSSIAN) < 0.5 * real(RUSSIAN)
+
+
+@needs_smollm2
+@needs_llama_cpp
+@pytest.mark.slow
+async def test_counting_while_a_passage_streams_does_not_cut_it_short(served, smollm2_gguf: Path) -> None:
+    # llama-cpp-python's server ends a running stream when another request arrives, a tokenize
+    # call too: the counter holds its calls back until the generation is over.
+    import llama_cpp
+
+    vocab = llama_cpp.Llama(model_path=str(smollm2_gguf), vocab_only=True, verbose=False)
+    prompt = "Once upon a time, in a small village by the sea, there lived"
+    params = GenerationParams(max_new_tokens=40, temperature=0, seed=3)
+    alone = await served.generate(prompt, params)
+    pieces: list[str] = []
+    counted: list[str] = []
+    async for piece in served.stream(prompt, params):
+        pieces.append(piece)
+        counted.append(f"{piece} слово{len(pieces)}")
+        served.count_tokens(counted[-1])  # words not seen yet: asked for in the background
+        await served.prepare_counts([counted[-1]])  # mid-stream: left to the background, no wait
+    assert "".join(pieces) == alone
+    await settled(served._counter)  # the held-back calls went out once the stream ended
+    for text in counted:
+        assert served.count_tokens(text) == len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))

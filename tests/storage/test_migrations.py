@@ -127,3 +127,44 @@ async def test_the_studio_migration_keeps_existing_passages_and_lore(database_ur
         await db.migrate()
     finally:
         await db.close()
+
+
+async def test_the_scale_migration_widens_ids_and_keeps_rows(database_url: str) -> None:
+    """0006 on a database with messages: the rows stay, ids past 32 bits fit afterwards (PostgreSQL's
+    columns and identity sequences are BIGINT), the new indexes exist, and going back to 0005 keeps the rows."""
+    import asyncio
+
+    from alembic import command
+
+    db = Database(database_url)
+    try:
+        await db.migrate("0005")
+        repo = ConversationRepo(db)
+        conversation = await repo.open_conversation(await repo.user_for("web", "ann"), "web")
+        await repo.add_user_message(conversation, NewMessage("user", "before 0006"))
+        await db.migrate()
+        big = 2**40
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO messages (id, conversation_id, parent_id, author, text, status, "
+                                       "created_at) VALUES (:id, :c, :id, 'user', 'far', 'complete', "
+                                       "CURRENT_TIMESTAMP)"), {"id": big, "c": conversation})
+        async with db.engine.connect() as connection:
+            indexes = await connection.run_sync(
+                lambda c: {i["name"] for t in ("messages", "feedback", "passages") for i in inspect(c).get_indexes(t)})
+            if connection.dialect.name == "postgresql":
+                sequence = (await connection.execute(text(
+                    "SELECT data_type FROM information_schema.sequences WHERE sequence_name = 'messages_id_seq'"
+                ))).scalar()
+                assert sequence == "bigint"
+        assert {"ix_messages_created_at", "ix_messages_parent_id", "ix_feedback_message_id", "ix_feedback_user_id",
+                "ix_passages_parent_id"} <= indexes
+        async with db.transaction() as session:
+            kept = list(await session.scalars(select(Message.text).order_by(Message.id)))
+            await session.execute(text("DELETE FROM messages WHERE id = :id"), {"id": big})
+        assert kept == ["before 0006", "far"]
+        await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0005")
+        async with db.engine.connect() as connection:
+            assert (await connection.execute(text("SELECT count(*) FROM messages"))).scalar() == 1
+        await db.migrate()
+    finally:
+        await db.close()

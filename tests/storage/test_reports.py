@@ -13,7 +13,8 @@ from bot.core.state import DialogState
 from bot.storage.conversations import ConversationRepo, NewMessage
 from bot.storage.database import Database
 from bot.storage.feedback import FeedbackRepo
-from bot.storage.reports import StoryStats, build_report, feedback_rows, rows_to_csv, rows_to_json
+from bot.storage import reports
+from bot.storage.reports import StoryStats, build_report, export_chunks, feedback_rows
 from bot.storage.schema import Message, Passage, Story
 from bot.storage.stories import NewPassage, StoryRepo
 
@@ -174,19 +175,44 @@ async def test_an_empty_database_gives_an_empty_report(database_url: str) -> Non
     assert "passage thumbs: 0 up, 0 down (— up)" in report.to_text()
 
 
+async def exported(db: Database, fmt: str, **kwargs) -> str:
+    return "".join([chunk async for chunk in export_chunks(db, fmt, **kwargs)])
+
+
 async def test_the_export_joins_the_messages_and_defuses_formulas(database_url: str) -> None:
     db = Database(database_url)
     await db.migrate()
     try:
         ids = await seed(db)
         rows = await feedback_rows(db)
+        as_csv, as_json = await exported(db, "csv"), await exported(db, "json", report={"days": 7})
     finally:
         await db.close()
     thumb = next(r for r in rows if r["message_id"] == ids["told"] and r["kind"] == "thumb")
     assert thumb["message_text"] == "Once upon a time" and thumb["user_message_text"] == "a story"
     assert thumb["message_skill"] == "story" and thumb["value"] == -1
-    parsed = list(csv.DictReader(io.StringIO(rows_to_csv(rows))))
+    parsed = list(csv.DictReader(io.StringIO(as_csv)))
     assert len(parsed) == len(rows) == 7  # 4 thumbs, 2 ratings, 1 comment
     rating = next(r for r in parsed if r["comment"].endswith("nice"))
     assert rating["comment"].startswith("'=")  # a spreadsheet shows it as text, never runs it
-    assert json.loads(rows_to_json(rows))["feedback"][0]["feedback_id"] == rows[0]["feedback_id"]
+    document = json.loads(as_json)
+    assert document["report"] == {"days": 7} and document["feedback"] == rows
+
+
+async def test_the_export_reads_in_pages_and_misses_no_row(database_url: str, monkeypatch) -> None:
+    """Pages of 2 over 7 rows (and an empty database): every row once, in id order, whole documents."""
+    monkeypatch.setattr(reports, "EXPORT_BATCH", 2)
+    db = Database(database_url)
+    await db.migrate()
+    try:
+        assert list(csv.reader(io.StringIO(await exported(db, "csv")))) == [list(reports.EXPORT_FIELDS)]
+        assert json.loads(await exported(db, "json")) == {"feedback": []}
+        await seed(db)
+        pages = [row async for row in reports.iter_feedback_rows(db, batch=2)]
+        csv_rows = list(csv.DictReader(io.StringIO(await exported(db, "csv"))))
+        json_rows = json.loads(await exported(db, "json"))["feedback"]
+    finally:
+        await db.close()
+    ids = [row["feedback_id"] for row in pages]
+    assert len(ids) == 7 and ids == sorted(set(ids))
+    assert [int(r["feedback_id"]) for r in csv_rows] == ids and [r["feedback_id"] for r in json_rows] == ids
