@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.core.annotations import Annotator
+from bot.core.annotations import Annotator, close_annotators, start_annotators
 from bot.core.errors import ConfigError
 from bot.core.messages import Incoming
 from bot.dispatch.dispatcher import Dispatcher
@@ -67,10 +67,7 @@ class Tandem:
             await skill.close()
         if self.language_model is not None:
             await self.language_model.close()
-        for annotator in self.annotators:
-            close = getattr(annotator, "close", None)
-            if close is not None:
-                await close()
+        await close_annotators(self.annotators)
         await self.db.close()
 
 
@@ -138,14 +135,6 @@ def build_language_model(settings: Settings) -> LanguageModel:
         lambda: build_model(settings.lm, Path(settings.data_dir), progress=False),
         name=settings.lm.model, context_window=settings.lm.context_window or 2048,
     )
-
-
-async def start_annotators(annotators: list[Annotator]) -> None:
-    """Load the annotators' models now (in worker threads), so the first user does not wait."""
-    for annotator in annotators:
-        start = getattr(annotator, "start", None)
-        if start is not None:
-            await start()
 
 
 SHIPPED_SKILLS = (HelpSkill, FeedbackSkill, LanguageSkill, StorySkill, JokeSkill, FunFactSkill, ClockSkill,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -69,6 +70,7 @@ async def _serve(settings, host: str, port: int) -> None:
     from aiohttp import web
 
     from bot.app import build_app, check_language_model, prepare_language_model
+    from bot.core.annotations import warm_up_annotators
     from bot.server import init_app
     from bot.workers import watch_supervisor, worker_index
 
@@ -83,6 +85,8 @@ async def _serve(settings, host: str, port: int) -> None:
         raise
     runner = web.AppRunner(init_app(tandem), access_log=None)
     await runner.setup()
+    warming = (asyncio.create_task(warm_up_annotators(tandem.annotators), name="warm-up")
+               if settings.nlu.warm_up_languages else None)
     try:
         site = web.TCPSite(runner, host, port, reuse_port=worker is not None)
         try:
@@ -103,6 +107,10 @@ async def _serve(settings, host: str, port: int) -> None:
         await stop.wait()
         watching.cancel()
     finally:
+        if warming is not None:
+            warming.cancel()  # a load in its worker thread finishes there; tandem.close() stops it
+            with contextlib.suppress(asyncio.CancelledError):
+                await warming
         await runner.cleanup()
         await tandem.close()
 

@@ -221,4 +221,7 @@ def subprocess_env() -> dict[str, str]:
     # The small bundled model: `tandem run` and `chat` check the configured model at start-up.
     env["TANDEM_LM__MODEL"] = "bundled:smollm2"
     env["TANDEM_LM__N_THREADS"] = "1"
+    # Each child has a fresh data folder, where warming the Russian encoder up costs ~9 s of CPU
+    # beside the test; the warm-up itself is tested in tests/nlu/test_classifier.py.
+    env["TANDEM_NLU__WARM_UP_LANGUAGES"] = "false"
     return env

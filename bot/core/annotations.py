@@ -72,3 +72,28 @@ class Annotator(Protocol):
     name: str
 
     async def annotate(self, text: str, annotations: Annotations) -> None: ...
+
+
+# Annotators may own models (loaded in worker threads) and workers; these call the optional
+# lifecycle methods in order, for every annotator that has them.
+
+async def start_annotators(annotators: list[Annotator]) -> None:
+    """Load the annotators' models now (`start`), so the first user does not wait."""
+    await _each(annotators, "start")
+
+
+async def warm_up_annotators(annotators: list[Annotator]) -> None:
+    """Load what the annotators otherwise load on demand (`warm_up`: the intent classifier's
+    encoders of other languages); `tandem run` runs it in the background while it serves."""
+    await _each(annotators, "warm_up")
+
+
+async def close_annotators(annotators: list[Annotator]) -> None:
+    await _each(annotators, "close")
+
+
+async def _each(annotators: list[Annotator], method: str) -> None:
+    for annotator in annotators:
+        call = getattr(annotator, method, None)
+        if call is not None:
+            await call()

@@ -12,6 +12,27 @@ from pathlib import Path
 
 import click
 
+from bot.core.errors import ConfigError
+from bot.resources import default_folder
+
+
+def _settings_data_dir(_ctx, _param, value: Path | None) -> Path:
+    """The folder given, else the settings' data folder: where `tandem run` finds what these commands
+    cache and train, from whatever folder they are run."""
+    if value is not None:
+        return value
+    from bot.settings import load_settings
+
+    try:
+        return Path(load_settings().data_dir)
+    except ConfigError as exc:
+        raise click.BadParameter(f"no --data-dir given, and the settings do not load: {exc}") from exc
+
+
+def _data_dir_option(help_text: str):
+    return click.option("--data-dir", type=click.Path(path_type=Path), default=None, callback=_settings_data_dir,
+                        help=f"{help_text} (default: the settings' data folder, where the bot looks).")
+
 
 def _catalogue_for(test_rows, train_rows, shots, zero_shot, seed):
     from bot.nlu.datasets import OOS, catalogue_from_data, sample_shots
@@ -27,6 +48,14 @@ def _default_split_file(path: Path, given: Path | None) -> Path | None:
     if given is not None:
         return given
     return path if path.suffix == ".json" else None
+
+
+def _default_intents() -> Path:
+    """The catalogue the commands work on unless told: ./intents, else the shipped one."""
+    try:
+        return default_folder("intents")
+    except ConfigError as exc:
+        raise click.UsageError(f"{exc}; or name a catalogue with --intents") from exc
 
 
 @click.group()
@@ -48,8 +77,7 @@ def nlu() -> None:
 @click.option("--val-split", default="val", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--model", "models", multiple=True, help="Encoder: minilm, use, e5 or a folder; repeat to compare.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
-              help="Where embeddings are cached and trained adapters are found.")
+@_data_dir_option("Where embeddings are cached and trained adapters are found")
 @click.option("--no-adapter", is_flag=True, help="Ignore adapters trained by `tandem nlu train`.")
 @click.option("--limit", type=int, help="Evaluate a random subset of this many test utterances.")
 @click.option("--latency-sample", default=200, show_default=True, help="Utterances timed one at a time.")
@@ -99,8 +127,56 @@ def eval_command(test_file, split, train_file, train_split, shots, zero_shot, va
         click.echo(f"wrote {json_out}")
 
 
+@nlu.command("cascade")
+@click.option("--test", "test_file", type=click.Path(exists=True, path_type=Path), required=True,
+              help="CSV (text,label) or JSON with splits, labelled with the catalogue's intents (`oos`: nothing claims it).")
+@click.option("--split", default="test", show_default=True)
+@click.option("--intents", type=click.Path(exists=True, path_type=Path), default=_default_intents,
+              show_default="./intents when there is one, else the shipped catalogue")
+@click.option("--encoder", default=None, help="nlu.encoder (default: the shipped default).")
+@click.option("--language-encoder", "language_encoders", multiple=True, metavar="LANG=ENCODER",
+              help="nlu.encoders_by_language entry, e.g. ru=e5; repeat; `none` for none (default: the shipped default).")
+@click.option("--limit", type=int, help="Route a random subset of this many messages.")
+@click.option("--seed", default=0, show_default=True)
+@_data_dir_option("Where embeddings are cached and trained adapters are found")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the figures as JSON.")
+def cascade_command(test_file, split, intents, encoder, language_encoders, limit, seed, data_dir, json_out) -> None:
+    """Top-1 accuracy of the whole cascade on the catalogue, and what routed each message (rules, classifier,
+    fuzzy, chat act, fallback)."""
+    import asyncio
+
+    from bot.nlu.cascade import evaluate_cascade, format_cascade
+    from bot.nlu.catalogue import IntentCatalogue
+    from bot.nlu.config import NluConfig
+    from bot.nlu.datasets import load_utterances
+
+    test = load_utterances(test_file, split)
+    if limit and limit < len(test):
+        test = random.Random(seed).sample(test, limit)
+    update: dict = {}
+    if encoder:
+        update["encoder"] = encoder
+    if language_encoders:
+        pairs = [item for item in language_encoders if item != "none"]
+        if any("=" not in item for item in pairs):
+            raise click.BadParameter("expected LANG=ENCODER, e.g. ru=e5", param_hint="--language-encoder")
+        update["encoders_by_language"] = dict(item.split("=", 1) for item in pairs)
+    config = NluConfig(**update)
+    catalogue = IntentCatalogue.load(intents)
+    name = f"{config.encoder} {config.encoders_by_language or '{}'}"
+    click.echo(f"catalogue: {len(catalogue)} intents from {intents}; test: {len(test)} messages; "
+               f"encoder {config.encoder}, by language {config.encoders_by_language}")
+    report = asyncio.run(evaluate_cascade(config, catalogue, data_dir, test, name=name, progress=True))
+    click.echo(format_cascade([report]))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+        click.echo(f"wrote {json_out}")
+
+
 @nlu.command("train")
-@click.option("--intents", type=click.Path(exists=True, path_type=Path), default=Path("intents"), show_default=True,
+@click.option("--intents", type=click.Path(exists=True, path_type=Path), default=_default_intents,
+              show_default="./intents when there is one, else the shipped catalogue",
               help="Catalogue to train on (ignored with --train).")
 @click.option("--train", "train_file", type=click.Path(exists=True, path_type=Path),
               help="Train on labelled data (CSV or CLINC JSON) instead of the catalogue.")
@@ -115,7 +191,7 @@ def eval_command(test_file, split, train_file, train_split, shots, zero_shot, va
               help="adapter: seconds, on frozen embeddings; encoder: fine-tune a torch encoder (slow on a CPU).")
 @click.option("--epochs", type=int, help="Default: 30 (adapter), 3 (encoder).")
 @click.option("--threads", default=2, show_default=True)
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@_data_dir_option("Where the trained adapter goes")
 def train_command(intents, train_file, train_split, shots, seed, val_file, val_split, spec, method, epochs, threads,
                   data_dir) -> None:
     """Train on the catalogue's examples and descriptions; the result is used automatically."""
@@ -188,7 +264,8 @@ def _expanded(catalogue, lm_model: str, count: int, language: str, data_dir: Pat
 
 
 @nlu.command("expand")
-@click.option("--intents", type=click.Path(exists=True, path_type=Path), default=Path("intents"), show_default=True,
+@click.option("--intents", type=click.Path(exists=True, path_type=Path), default=_default_intents,
+              show_default="./intents when there is one, else the shipped catalogue",
               help="The catalogue (a YAML file or a folder of them).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="YAML file for the generated examples (review it, then merge what is right).")
@@ -196,7 +273,7 @@ def _expanded(catalogue, lm_model: str, count: int, language: str, data_dir: Pat
 @click.option("--language", type=click.Choice(["en", "ru"]), default="en", show_default=True)
 @click.option("--lm", "lm_model", default="bundled:qwen2.5-1.5b", show_default=True, help="Any lm.model value.")
 @click.option("--lm-threads", type=int, help="CPU threads of the generative model (default: all cores but one).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@_data_dir_option("Where the generative model's files are prepared")
 def expand_command(intents, out, count, language, lm_model, lm_threads, data_dir) -> None:
     """Have the generative model write examples for intents that have none (zero-shot label expansion)."""
     import yaml
@@ -218,7 +295,7 @@ def expand_command(intents, out, count, language, lm_model, lm_threads, data_dir
 @click.option("--model", "spec", default="minilm", show_default=True, help="A torch encoder: minilm or a folder.")
 @click.option("--drop", default=3, show_default=True, help="How many top transformer layers to drop.")
 @click.option("--out", type=click.Path(path_type=Path), help="Default: <data-dir>/nlu/pruned/<name>-drop<K>.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@_data_dir_option("Where the pruned encoder goes")
 def prune_command(spec, drop, out, data_dir) -> None:
     """Copy a sentence-transformers encoder without its top K layers ("Poor Man's BERT")."""
     from bot.nlu.encoders import resolve_torch_path

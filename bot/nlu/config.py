@@ -29,6 +29,14 @@ class NluConfig(BaseModel):
     # folder (an adapter for this encoder and catalogue, or a fine-tuned copy of a torch
     # encoder) is used automatically while `use_trained` is on.
     encoder: str = "minilm"
+    # Another encoder for messages the language annotator marks as a language `encoder` does not
+    # understand (MiniLM is English-only): {"ru": "e5"} sends Russian to multilingual-e5-small. The
+    # same classifier, one model per encoder; {} turns it off.
+    encoders_by_language: dict[str, str] = Field(default_factory=lambda: {"ru": "e5"})
+    # `tandem run` loads those encoders in the background once it listens, so the first Russian
+    # message does not wait for one (about 9 s on 2 cores with an empty data folder); off, each
+    # loads on the first message of its language (less memory where that language never comes).
+    warm_up_languages: bool = True
     use_trained: bool = True
     # Path to a local NLI (MNLI-style) model folder, for backend = "nli".
     nli_model: str | None = None
@@ -65,6 +73,8 @@ class NluConfig(BaseModel):
     # `chat_intent` for "I just made pancakes" or "do you like rain?" but not for tasks or lookups.
     fuzzy: bool = True
     fuzzy_min_ratio: float = Field(0.84, ge=0.5, le=1.0)
+    # A classifier's guess below this confidence gives way to such a match of another intent's example.
+    fuzzy_overrules_below: float = Field(0.8, ge=0.0, le=1.0)
     chat_act: bool = True
     chat_intent: str = "chitchat"
     # ... and `unsupported_intent` for a task or a lookup ("book me a flight", "capital of Peru?").

@@ -27,14 +27,17 @@ def normalise(text: str) -> str:
 
 class FuzzyExampleAnnotator:
     """Sets the intent of the most similar example when the similarity (difflib's ratio of the
-    normalised texts) reaches `min_ratio` and no other intent's example comes as close. Runs only
-    when no earlier annotator set an intent, so it never overrides a rule or a sure classifier."""
+    normalised texts) reaches `min_ratio` and no other intent's example comes as close. Runs when no
+    earlier annotator set an intent, or a classifier did with a confidence below `overrule_below`: a
+    near-copy of an example outweighs an unsure guess (multilingual-e5 reads "давай напешем исторею"
+    as reset at 0.65). It never overrides a rule or a sure classifier."""
 
     name = "fuzzy"
 
     def __init__(self, catalogue: IntentCatalogue, *, min_ratio: float = 0.84, margin: float = 0.04,
-                 min_chars: int = 4) -> None:
+                 min_chars: int = 4, overrule_below: float = 0.0) -> None:
         self.min_ratio, self.margin, self.min_chars = min_ratio, margin, min_chars
+        self.overrule_below = overrule_below
         self._examples: list[tuple[str, str]] = []  # (normalised example, intent)
         seen: set[tuple[str, str]] = set()
         for intent in catalogue:
@@ -68,12 +71,15 @@ class FuzzyExampleAnnotator:
         return ranked[0]
 
     async def annotate(self, text: str, annotations: Annotations) -> None:
-        if annotations.intent is not None:
+        guessed = annotations.intent
+        if guessed is not None and (guessed.source == "rules" or guessed.confidence >= self.overrule_below):
             return
         found = self.best(text)
         if found is None:
             return
         intent, ratio = found
+        if guessed is not None and guessed.name == intent:
+            return
         # A near-exact match is as sure as a classifier's good guess; the threshold's edge stays unsure.
         guess = IntentGuess(intent, round(min(0.95, 0.5 + (ratio - self.min_ratio) * 3), 4), self.name)
         annotations.intent = guess

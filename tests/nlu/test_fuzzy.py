@@ -50,3 +50,16 @@ async def test_it_never_overrides_an_earlier_intent_and_confidence_grows_with_si
     await fuzzy.annotate("what can you do", exact)
     assert close.intent.source == "fuzzy" and close.ranking[0] == close.intent
     assert 0.5 <= close.intent.confidence <= exact.intent.confidence <= 0.95
+
+
+@pytest.mark.parametrize(("guess", "routed"), [
+    (IntentGuess("reset", 0.65, "embedding"), ("story", "fuzzy")),  # unsure: the near-copy wins
+    (IntentGuess("reset", 0.9, "embedding"), ("reset", "embedding")),  # a sure classifier stays
+    (IntentGuess("reset", 0.6, "rules"), ("reset", "rules")),  # a rule is never second-guessed
+    (IntentGuess("story", 0.55, "embedding"), ("story", "embedding")),  # agreeing: nothing to change
+])
+async def test_a_near_copy_of_an_example_overrules_only_an_unsure_classifier(guess, routed) -> None:
+    fuzzy = FuzzyExampleAnnotator(IntentCatalogue.load(PROJECT_ROOT / "intents"), overrule_below=0.8)
+    annotations = Annotations(intent=guess, ranking=[guess])
+    await fuzzy.annotate("давай напешем исторею", annotations)
+    assert (annotations.intent.name, annotations.intent.source) == routed

