@@ -80,6 +80,9 @@ async def test_postgres_connection_killed_inside_a_turn_is_answered_and_the_next
             await holder.execute("SELECT 1 FROM dialog_states WHERE conversation_id = $1 FOR UPDATE", conversation)
             turn = asyncio.create_task(bot.say(auth, conversation, "are you there"))
             for _ in range(100):  # until the turn's transaction waits on the lock (bounded: 10 s)
+                # pg_stat_activity is read once per transaction and then cached: without clearing
+                # it, a first look taken before the turn arrived would be all the holder ever saw.
+                await holder.execute("SELECT pg_stat_clear_snapshot()")
                 waiting = await holder.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'", database)
                 if waiting:
