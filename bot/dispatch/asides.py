@@ -22,6 +22,15 @@ SHAPE_SOURCES = frozenset({"chat_act"})
 _SECOND_PERSON = re.compile(
     r"(?<!\w)(you|your|yours|yourself|u|ты|тебя|тебе|тобой|твой|твоя|твоё|твое|твои|твоих|вы|вас|вам|ваш\w*)(?!\w)",
     re.IGNORECASE)
+# The user speaking of themselves ("I'm bored.", "мне скучно."): with no such word and no second person,
+# a finished sentence reads as narration ("Лиса нашла фонарь в снегу.").
+_FIRST_PERSON = re.compile(
+    r"(?<!\w)(i|i'm|im|i've|i'd|i'll|me|my|mine|myself|we|us|our|ours|я|меня|мне|мной|мой|моя|моё|мое|мои|"
+    r"моих|мы|нас|нам|нами|наш|наша|наше|наши|нашего|нашей|нашему|нашим|нашими|наших|нашу)(?!\w)", re.IGNORECASE)
+# A finished declarative sentence: ends with a full stop or an ellipsis (not "?" or "!").
+_DECLARATIVE_END = re.compile(r"(?:\.|…)[\s\"'»”)]*$")
+# Narration of fewer words than this is as likely a remark ("Nice one.").
+MIN_NARRATION_WORDS = 3
 # Dialogue belongs to the story: quotation marks, or a line opening with a dash.
 _DIALOGUE = re.compile(r"[\"“”«»„]|^\s*[—–-]\s", re.MULTILINE)
 _WORDS = re.compile(r"\w+(?:['’-]\w+)*")
@@ -90,9 +99,18 @@ def aside_intent(text: str, guess: IntentGuess | None, threshold: float) -> str 
         return guess.name if addressed else None
     if guess.confidence < max(threshold, MIN_CONFIDENCE):
         return None
-    if words <= SHORT_WORDS or addressed:
+    if addressed:
+        return guess.name
+    if words <= SHORT_WORDS and not _reads_as_narration(text, words):
         return guess.name
     return None
+
+
+def _reads_as_narration(text: str, words: int) -> bool:
+    """A finished sentence about neither the user nor the bot: the story's, however sure a classifier is
+    that it is small talk (an encoder reads "The fox found a lantern in the snow." close to chit-chat)."""
+    return (words >= MIN_NARRATION_WORDS and bool(_DECLARATIVE_END.search(text.strip()))
+            and not _FIRST_PERSON.search(text))
 
 
 def answer_to_check(text: str) -> str | None:

@@ -223,7 +223,6 @@ class Dispatcher:
         started = time.perf_counter()
         language = incoming.language or self.config.default_language
         conversation_id = incoming.conversation_id or ""
-        skill_name = "dispatcher"
         try:
             text = clean_user_text(incoming.text, self.config.max_text_chars)
         except InputError as exc:

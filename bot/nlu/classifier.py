@@ -23,18 +23,18 @@ from bot.nlu.batcher import EncodeBatcher
 from bot.nlu.cache import EmbeddingCache
 from bot.nlu.catalogue import IntentCatalogue
 from bot.nlu.config import NluConfig
-from bot.nlu.encoders import Encoder, load_encoder
+from bot.nlu.encoders import Encoder, fused_parts, load_encoder
 from bot.nlu.scoring import IntentScorer
 
 log = logging.getLogger(__name__)
 
 # Score at which confidence is 0.5, per encoder, calibrated on CLINC150 val + oos_val
 # (10 examples per intent; `tandem nlu eval` prints the value for other data).
-DEFAULT_CENTERS = {"minilm": 0.25, "use": 0.25, "e5": 0.04}
+DEFAULT_CENTERS = {"minilm": 0.25, "use": 0.25, "e5": 0.04, "minilm+e5": 0.18}
 ADAPTED_CENTER = 0.33  # with an adapter trained without validation data (CLINC150 val, 10-shot, in-scope acc >= 90%)
 # ... per encoder where it differs: e5 on the shipped catalogue, calibrated on the Russian val split of
 # evals/nlu/ru_catalogue.json (best in-scope accuracy + oos recall: 92.1% / 100%).
-ADAPTED_CENTERS = {"e5": 0.28}
+ADAPTED_CENTERS = {"e5": 0.28, "minilm+e5": 0.37}  # the fused one on CLINC150 val, as ADAPTED_CENTER
 TRAINED_META = "tandem_nlu.json"
 
 
@@ -115,16 +115,7 @@ class IntentModel:
         """
         center = config.similarity_center
         if encoder is None:
-            spec = config.encoder
-            meta = None
-            if config.use_trained and data_dir is not None and config.encoder not in ("use", "e5"):
-                folder = trained_dir(data_dir, config.encoder)
-                meta = read_trained_meta(folder)
-                if meta is not None:
-                    spec = str(folder)
-                    if meta.get("fingerprint") != catalogue.fingerprint():
-                        log.warning("fine-tuned encoder %s was trained on another catalogue; "
-                                    "run `tandem nlu train` again", folder)
+            spec, meta = _trained_spec(config, catalogue, data_dir)
             encoder = load_encoder(spec, config.torch_threads)
             if center is None:
                 center = meta.get("center") if meta else DEFAULT_CENTERS.get(config.encoder)
@@ -160,6 +151,25 @@ class IntentModel:
 
     def scores(self, texts: list[str]) -> np.ndarray:
         return self.scorer.scores(self.embed(texts))
+
+
+def _trained_spec(config: NluConfig, catalogue: IntentCatalogue, data_dir: Path | None) -> tuple[str, dict | None]:
+    """The encoder setting with each torch encoder replaced by the copy `tandem nlu train --method encoder`
+    fine-tuned (in a fused "minilm+e5" too), and that copy's meta when the setting is that one encoder."""
+    parts = fused_parts(config.encoder) or [config.encoder]
+    if not config.use_trained or data_dir is None:
+        return config.encoder, None
+    resolved, metas = [], []
+    for part in parts:
+        meta = read_trained_meta(trained_dir(data_dir, part)) if part not in ("use", "e5") else None
+        if meta is not None:
+            if meta.get("fingerprint") != catalogue.fingerprint():
+                log.warning("fine-tuned encoder %s was trained on another catalogue; run `tandem nlu train` again",
+                            trained_dir(data_dir, part))
+            part = str(trained_dir(data_dir, part))
+        resolved.append(part)
+        metas.append(meta)
+    return "+".join(resolved), metas[0] if len(parts) == 1 else None
 
 
 def _train_missing_adapter(catalogue: IntentCatalogue, vectors: np.ndarray, config: NluConfig,
@@ -269,7 +279,8 @@ class EmbeddingIntentClassifier:
         return self.by_language.get(language, self.default) if language else self.default
 
     def _sure(self, ranked: list[tuple[str, float, float]]) -> bool:
-        return bool(ranked) and ranked[0][1] >= self.config.intent_threshold
+        """Sure of an intent: the best one reaches the threshold and is not the noise intent."""
+        return bool(ranked) and ranked[0][1] >= self.config.intent_threshold and ranked[0][0] != self.config.noise_intent
 
     async def start(self) -> None:
         await self.default.start()
@@ -301,5 +312,5 @@ class EmbeddingIntentClassifier:
                 ranked = second
         ranking = [IntentGuess(name, conf, self.name) for name, conf, _ in ranked]
         annotations.ranking.extend(ranking)
-        if ranking and ranking[0].confidence >= self.config.intent_threshold:
+        if self._sure(ranked):
             annotations.intent = ranking[0]

@@ -188,7 +188,7 @@ def cascade_command(test_file, split, intents, encoder, language_encoders, limit
 @click.option("--val-split", default="val", show_default=True)
 @click.option("--model", "spec", default="minilm", show_default=True, help="Encoder: minilm, use, e5 or a folder.")
 @click.option("--method", type=click.Choice(["adapter", "encoder"]), default="adapter", show_default=True,
-              help="adapter: seconds, on frozen embeddings; encoder: fine-tune a torch encoder (slow on a CPU).")
+              help="adapter: seconds, on frozen embeddings; encoder: fine-tune a torch encoder (minutes), then an adapter on it.")
 @click.option("--epochs", type=int, help="Default: 30 (adapter), 3 (encoder).")
 @click.option("--threads", default=2, show_default=True)
 @_data_dir_option("Where the trained adapter goes")
@@ -212,21 +212,28 @@ def train_command(intents, train_file, train_split, shots, seed, val_file, val_s
         catalogue = IntentCatalogue.load(intents)
     val_path = _default_split_file(train_file, val_file) if train_file else val_file
     val = load_utterances(val_path, val_split) if val_path else None
-    config = NluConfig(encoder=spec, torch_threads=threads, use_trained=False)
+    # The adapter is trained on what the classifier will run: a fine-tuned copy where there is one.
+    config = NluConfig(encoder=spec, torch_threads=threads, use_trained=True)
     texts, owners, _ = catalogue_texts(catalogue)
     if method == "encoder":
-        from bot.nlu.encoders import resolve_torch_path
+        from bot.nlu.encoders import fused_parts, resolve_torch_path
         from bot.nlu.finetune import finetune_encoder
+
+        if fused_parts(spec):
+            raise click.UsageError(f"--method encoder fine-tunes one torch encoder: train --model "
+                                   f"{fused_parts(spec)[0]} --method encoder, then --model {spec} for its adapter")
 
         out = trained_dir(data_dir, spec)
         stats = finetune_encoder(resolve_torch_path(spec), out, texts, owners, epochs=epochs or 3, threads=threads,
                                  seed=seed, progress=True, meta={"fingerprint": catalogue.fingerprint()})
         if val:
-            model = IntentModel.load(catalogue, config.model_copy(update={"encoder": str(out)}), data_dir)
+            model = IntentModel.load(catalogue, config.model_copy(update={"encoder": str(out), "use_trained": False}),
+                                     data_dir)
             stats["center"] = calibrate(model, val, progress=True)
             (out / "tandem_nlu.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
         click.echo(f"fine-tuned encoder saved to {out}: {stats}")
-        return
+        # Then an adapter on top, as on a frozen encoder (CLINC150 10-shot: BENCHMARKS.md, "Attempts").
+        epochs = None
     model = IntentModel.load(catalogue, config, data_dir)
     adapter = train_adapter(model.raw_vectors, np.array(owners), catalogue.names, epochs=epochs or 30,
                             threads=threads, seed=seed, progress=True)

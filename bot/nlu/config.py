@@ -30,12 +30,10 @@ class NluConfig(BaseModel):
     # encoder) is used automatically while `use_trained` is on.
     encoder: str = "minilm"
     # Another encoder for messages the language annotator marks as a language `encoder` does not
-    # understand (MiniLM is English-only), e.g. {ru = "e5"} sends Russian to multilingual-e5-small
+    # understand (MiniLM is English-only): {ru = "e5"} sends Russian to multilingual-e5-small
     # (top-1 on evals/nlu/ru_catalogue.json 42.9 % -> 83.6 %). The same classifier, one model per
-    # encoder. Off by default for now: with it, a Russian story passage typed inside a held story
-    # ("Лиса нашла фонарь в снегу.") is sure chit-chat to e5 (0.71) and leaves the story, which the
-    # routing policy does not yet weigh (docs/nlu.md, "Russian").
-    encoders_by_language: dict[str, str] = Field(default_factory=dict)
+    # encoder; {} sends everything to `encoder`.
+    encoders_by_language: dict[str, str] = Field(default_factory=lambda: {"ru": "e5"})
     # `tandem run` loads those encoders in the background once it listens, so the first Russian
     # message does not wait for one (about 9 s on 2 cores with an empty data folder); off, each
     # loads on the first message of its language (less memory where that language never comes).
@@ -82,6 +80,11 @@ class NluConfig(BaseModel):
     chat_intent: str = "chitchat"
     # ... and `unsupported_intent` for a task or a lookup ("book me a flight", "capital of Peru?").
     unsupported_intent: str = "unsupported"
+    # A catalogue intent whose examples are text that means nothing ("asdfgh", "глорк фрумс"): a classifier
+    # whose best guess is it sets no intent, as if it were unsure (out-of-scope examples the bot's author
+    # provides). Absent from the catalogue, nothing changes; "" turns it off (a catalogue whose `noise`
+    # intent is a real one, such as a noise complaint).
+    noise_intent: str = "noise"
 
     # Other annotators; each is skipped with a warning when its package is missing.
     language: bool = True

@@ -55,7 +55,7 @@ def finetune_encoder(
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = SentenceTransformer(str(base), device="cpu")
-    n_classes = max(labels) + 1
+    n_classes = int(max(labels)) + 1
 
     def embed(batch: list[str]):
         features = model.preprocess(batch) if hasattr(model, "preprocess") else model.tokenize(batch)

@@ -49,7 +49,8 @@ class GenerativeIntentJudge:
         """The candidates to offer when the guess is ambiguous; [] when the judge should stay out."""
         if annotations.intent is not None and annotations.intent.source == "rules":
             return []  # an author's rule is never second-guessed
-        ranking = [g for g in annotations.ranking if g.source != "rules" and g.name in self.catalogue]
+        ranking = [g for g in annotations.ranking if g.source != "rules" and g.name in self.catalogue
+                   and g.name != self.config.noise_intent]  # "none of these" is the judge's own answer for noise
         if not ranking:
             return []
         best = ranking[0].confidence

@@ -76,5 +76,6 @@ class NliIntentClassifier:
         ranked = await asyncio.get_running_loop().run_in_executor(self._executor, self.classify, text)
         guesses = [IntentGuess(name, score, self.name) for name, score in ranked[:5]]
         annotations.ranking.extend(guesses)
-        if guesses and guesses[0].confidence >= self.config.intent_threshold:
+        if guesses and guesses[0].confidence >= self.config.intent_threshold and \
+                guesses[0].name != self.config.noise_intent:
             annotations.intent = guesses[0]

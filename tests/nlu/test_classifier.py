@@ -235,3 +235,19 @@ async def test_a_sure_language_encoder_is_not_second_guessed(catalogue, fake_enc
     result = await annotate_in(classifier, "what will the weather be tomorrow", "ru")
     await classifier.close()
     assert result.intent_name == "weather" and encoders.loaded == ["multi"]
+
+
+@pytest.mark.parametrize(("noise_intent", "expected"), [("noise", None), ("", "noise")])
+async def test_a_best_guess_of_the_noise_intent_sets_no_intent(catalogue, fake_encoder, tmp_path, noise_intent,
+                                                                expected):
+    with_noise = IntentCatalogue([*catalogue, Intent(
+        name="noise", descriptions={"en": ["made up words"]},
+        examples={"en": ["blorp zing", "zing wup", "wup blorp flim"]})])
+    config = CONFIG.model_copy(update={"noise_intent": noise_intent})
+    classifier = EmbeddingIntentClassifier(with_noise, config, tmp_path, lambda spec: fake_encoder)
+    noise = await annotate(classifier, "zing blorp wup")
+    weather = await annotate(classifier, "what will the weather be tomorrow")
+    await classifier.close()
+    assert noise.ranking[0].name == "noise" and noise.ranking[0].confidence >= 0.5
+    assert noise.intent_name == expected  # "" turns the rule off: noise is then an intent like any other
+    assert weather.intent_name == "weather"

