@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The shipped encoder that understands Russian (and about 100 other languages): multilingual-e5-small.
+MULTILINGUAL_ENCODER = "e5"
+
 
 class NluConfig(BaseModel):
     """Which annotators run, which encoder they use, and how sure an intent must be to route a turn.
@@ -33,7 +36,7 @@ class NluConfig(BaseModel):
     # understand (MiniLM is English-only): {ru = "e5"} sends Russian to multilingual-e5-small
     # (top-1 on evals/nlu/ru_catalogue.json 42.9 % -> 83.6 %). The same classifier, one model per
     # encoder; {} sends everything to `encoder`.
-    encoders_by_language: dict[str, str] = Field(default_factory=lambda: {"ru": "e5"})
+    encoders_by_language: dict[str, str] = Field(default_factory=lambda: {"ru": MULTILINGUAL_ENCODER})
     # `tandem run` loads those encoders in the background once it listens, so the first Russian
     # message does not wait for one (about 9 s on 2 cores with an empty data folder); off, each
     # loads on the first message of its language (less memory where that language never comes).
